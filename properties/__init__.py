@@ -1,0 +1,1 @@
+"""Default config files of recbole_bifair, installed as the package ``recbole_bifair.properties``."""

@@ -1,0 +1,135 @@
+"""Every workaround for RecBole 1.2.1 on this stack (torch 2.13, numpy 1.26/2.x) lives here.
+
+Each item names the bug (numbering of shared/docs/RECBOLE.md) so that it can be deleted the day
+RecBole fixes it. ``apply()`` installs the process-wide ones; it is idempotent and is called when
+``recbole_bifair`` is imported (and again inside Ray workers, which import it afresh).
+"""
+
+import copy
+
+import numpy as np
+import torch
+
+from recbole.evaluator.collector import Collector
+
+_applied = False
+
+
+def apply():
+    """Install the process-wide workarounds (items 1, 4 and 5)."""
+    global _applied
+    if _applied:
+        return
+    ensure_numpy_aliases()
+    disable_anomaly_detection()
+    _patch_dataset_download()
+    _applied = True
+
+
+# 1. recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True)
+#    at import time, and importing any RecBole model imports it: every model then trains ~1.6x
+#    slower. Import the package once, then switch anomaly detection off again.
+def disable_anomaly_detection():
+    import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's side effect now)
+
+    torch.autograd.set_detect_anomaly(False)
+
+
+# 2. torch >= 2.6 defaults to torch.load(weights_only=True); RecBole's checkpoints pickle the
+#    Config object, so Trainer.evaluate(load_best_model=True), resume_checkpoint and
+#    load_data_and_model all fail. Our own checkpoint files are trusted: load them in full.
+#    Only this function is used for that, never a global environment switch.
+def load_checkpoint(path, map_location=None):
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+class CheckpointLoadingMixin:
+    """Trainer mixin: RecBole's checkpoint loading, with ``load_checkpoint`` (item 2)."""
+
+    def resume_checkpoint(self, resume_file):
+        checkpoint = load_checkpoint(str(resume_file), map_location=self.device)
+        self.saved_model_file = str(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._load_extra_checkpoint_state(checkpoint)
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        return checkpoint
+
+    def _load_extra_checkpoint_state(self, checkpoint):
+        """Hook for trainers that store more than RecBole does."""
+
+    def load_best_model(self, model_file=None):
+        checkpoint_file = model_file or self.saved_model_file
+        checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return checkpoint
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if eval_data and load_best_model:
+            self.load_best_model(model_file)
+        return super().evaluate(
+            eval_data, load_best_model=False, model_file=None, show_progress=show_progress
+        )
+
+
+# 3. Collector.get_data_struct calls .cpu() on every collected value, including the int
+#    `data.num_items` and the Counter `data.count_items`: GiniIndex, ItemCoverage,
+#    AveragePopularity and TailPercentage crash. Move only tensors.
+class SafeCollector(Collector):
+    def get_data_struct(self):
+        for key, value in self.data_struct._data_dict.items():
+            if isinstance(value, torch.Tensor):
+                self.data_struct._data_dict[key] = value.cpu()
+        returned_struct = copy.deepcopy(self.data_struct)
+        for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
+            if key in self.data_struct:
+                del self.data_struct[key]
+        return returned_struct
+
+
+# 4. Config.compatibility_settings assigns np.float_, np.complex_, np.unicode_ ... which numpy 2
+#    removed, so building a Config raises AttributeError there. Keep only the aliases that exist.
+_NUMPY_ALIASES = {
+    "bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128",
+    "object": "object_", "str": "str_", "long": "int_", "unicode": "str_",
+}
+
+
+def ensure_numpy_aliases():
+    """What Config.compatibility_settings does, with names that exist in numpy 1 and 2."""
+    for alias, target in _NUMPY_ALIASES.items():
+        setattr(np, alias, getattr(np, target))
+
+
+# 5. Dataset._download calls torch.distributed.barrier() even in a single process (crash after a
+#    successful download), prompts with input() for files over 1 GB (hangs without stdin), and
+#    exits with a bare traceback when offline. Replace it with recbole_bifair.data.download.
+def _patch_dataset_download():
+    from recbole.data.dataset import Dataset
+
+    from recbole_bifair.data.download import download_dataset
+
+    def _download(self):
+        download_dataset(self.config, self.dataset_name, self.dataset_path, self.logger)
+
+    Dataset._download = _download
+
+
+# 6. SASRec-style models default to loss_type CE, but overall.yaml sets a training negative
+#    sampler, and Config rejects that pair ("train_neg_sample_args should be None"). Unless the
+#    user set a sampler explicitly, drop it for sequential CE models.
+def drop_sampler_for_ce(internal_config, external_config, is_sequential):
+    loss_type = external_config.get("loss_type", internal_config.get("loss_type"))
+    if is_sequential and loss_type == "CE" and "train_neg_sample_args" not in external_config:
+        internal_config["train_neg_sample_args"] = None
+
+
+# 7. Config._load_cmd_line reads sys.argv on its own and eval()s every value: inside pytest or a
+#    Ray worker it picks up foreign arguments. recbole_bifair.config.BiFairConfig overrides it and
+#    takes its command-line overrides only from an explicit argument list (see recbole_bifair.cli).

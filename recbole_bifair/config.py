@@ -1,0 +1,171 @@
+"""``BiFairConfig``: RecBole's Config, aware of the plugin's models and ``properties/``.
+
+Precedence is RecBole's: internal defaults < config files < config dict < command line. The
+internal defaults are, in order: RecBole's own (overall.yaml, the model's yaml, the model type's
+quick-start yaml), the backbone's RecBole yaml for plugin wrappers (e.g. SASRec.yaml for
+BiFairSASRec), then the plugin's ``properties/overall.yaml``, ``properties/model/<Model>.yaml``
+and ``properties/dataset/<dataset>.yaml``.
+"""
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from recbole.config import Config
+from recbole.utils import ModelType
+
+from recbole_bifair import compat
+from recbole_bifair.errors import ConfigError
+from recbole_bifair.utils import get_model
+
+RECBOLE_PROPERTIES = Path(os.path.dirname(os.path.realpath(__import__("recbole").__file__))) / "properties"
+
+
+def properties_dir() -> Path:
+    """The plugin's ``properties/`` folder, installed or in the source tree.
+
+    setup.py ships the top-level ``properties/`` as the package ``recbole_bifair.properties``;
+    a source checkout (scripts run from the repository) has it beside the package.
+    """
+    try:
+        installed = Path(str(resources.files("recbole_bifair.properties")))
+        if (installed / "overall.yaml").is_file():
+            return installed
+    except ModuleNotFoundError:
+        pass
+    source_tree = Path(__file__).resolve().parent.parent / "properties"
+    if (source_tree / "overall.yaml").is_file():
+        return source_tree
+    raise FileNotFoundError(
+        "recbole_bifair's properties/ folder is missing: reinstall the package with `pip install .`"
+    )
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` as a string; RecBole's loader adds this float pattern, so do we."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_file(path, what="config file"):
+    """Parse a YAML mapping; errors name the file, the line and the fix."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} '{path}' not found: check the path (it is read relative to {os.getcwd()})")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{what} '{path}'{where}: malformed YAML ({problem}); write `key: value` lines") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} '{path}': expected `key: value` lines, got a {type(data).__name__}")
+    return data
+
+
+def parse_value(text):
+    """One command-line value, as YAML (`0.001`, `[10, 20]`, `true`, `~`, `{'a': 1}`); never eval."""
+    try:
+        value = yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as err:
+        raise ValueError(str(getattr(err, "problem", err))) from err
+    return value
+
+
+def parse_cmd_args(args):
+    """``["--key=value", ...]`` -> dict, with a clear error for anything else."""
+    parsed = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"command-line argument '{arg}' does not parse: write it as --key=value")
+        key, text = arg[2:].split("=", 1)
+        if not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
+            raise ConfigError(f"command-line argument '{arg}': '{key}' is not a config key name")
+        try:
+            value = None if text.strip() in ("None", "none") else parse_value(text)
+        except ValueError as err:
+            raise ConfigError(f"command-line argument '{arg}': value '{text}' does not parse as YAML ({err})") from err
+        if key in parsed and parsed[key] != value:
+            raise ConfigError(f"command-line key '{key}' given twice with different values")
+        parsed[key] = value
+    return parsed
+
+
+class BiFairConfig(Config):
+    """RecBole Config that resolves plugin models first and loads the plugin's properties.
+
+    ``cmd_args`` are ``--key=value`` strings (the runner passes what it did not consume); unlike
+    RecBole's Config, ``sys.argv`` is never read implicitly (RECBOLE.md item 7).
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = list(cmd_args or [])
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+    def compatibility_settings(self):
+        compat.ensure_numpy_aliases()
+
+    def _load_config_files(self, file_list):
+        merged = {}
+        for file in file_list or []:
+            merged.update(load_yaml_file(file))
+        return merged
+
+    def _load_cmd_line(self):
+        return parse_cmd_args(self._cmd_args)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise ConfigError("no model given: pass --model=NAME (e.g. --model=BiFairSASRec) or set `model:` in a config file")
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise ConfigError("no dataset given: pass --dataset=NAME (e.g. --dataset=ml-100k) or set `dataset:` in a config file")
+        if isinstance(model, str):
+            return model, get_model(model), dataset
+        return model.__name__, model, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        plugin = properties_dir()
+        backbone = getattr(model_class, "backbone_name", None)
+        backbone_file = RECBOLE_PROPERTIES / "model" / f"{backbone}.yaml" if backbone else None
+        stock_file = RECBOLE_PROPERTIES / "model" / f"{model}.yaml"  # loaded by RecBole already
+        plugin_model_file = plugin / "model" / f"{model}.yaml"
+        #: the model's own hyperparameters (recorded in result files)
+        self.model_config_keys = []
+        for file in [backbone_file, stock_file, plugin / "overall.yaml", plugin_model_file,
+                     plugin / "dataset" / f"{dataset}.yaml"]:
+            if file is None or not file.is_file():
+                continue
+            values = load_yaml_file(file, what="properties file")
+            if file != stock_file:
+                self.internal_config_dict.update(values)
+            if file in (backbone_file, stock_file, plugin_model_file):
+                self.model_config_keys += [k for k in values if k not in self.model_config_keys]
+        compat.drop_sampler_for_ce(
+            self.internal_config_dict,
+            self.external_config_dict,
+            self.internal_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL,
+        )

@@ -1,0 +1,130 @@
+"""Train, evaluate and record one run: RecBole's ``run_recbole`` with the plugin's resolution.
+
+Kept close to ``recbole.quick_start.run_recbole``; it differs where the plugin must: plugin
+classes and properties (``BiFairConfig``, ``get_model``, ``get_trainer``), no implicit
+``sys.argv``, a fresh logger per run (RecBole's ``logging.basicConfig`` is a no-op the second
+time in one process), extra end-of-run reports, and one atomic JSON result file per run.
+"""
+
+import logging
+import os
+import sys
+import time
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_local_time, init_logger, init_seed, set_color
+
+from recbole_bifair.compat import load_checkpoint
+from recbole_bifair.config import BiFairConfig
+from recbole_bifair.fileio import write_json_atomic
+from recbole_bifair.utils import get_model, get_trainer
+
+#: Config keys recorded in every result file besides the model's own hyperparameters.
+RECORDED_KEYS = [
+    "seed", "learning_rate", "learner", "weight_decay", "train_batch_size", "eval_batch_size",
+    "epochs", "stopping_step", "eval_step", "loss_type", "MAX_ITEM_LIST_LENGTH", "eval_args",
+    "metrics", "topk", "valid_metric", "device", "data_path", "checkpoint_dir",
+]
+
+
+def init_run_logger(config):
+    """RecBole's logger (file under ./log, coloured console), reset for each run in a process."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        handler.close()
+    init_logger(config)
+
+
+def build_config(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    return BiFairConfig(
+        model=model, dataset=dataset, config_file_list=config_file_list,
+        config_dict=config_dict, cmd_args=cmd_args,
+    )
+
+
+def prepare_run(config):
+    """Dataset, splits, model and trainer for ``config``, seeded as RecBole does."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return dataset, (train_data, valid_data, test_data), model, trainer
+
+
+def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+               saved=True, callback_fn=None, config=None):
+    """Train on the training split, select on validation, report test; write the result JSON.
+
+    Returns the result dict that was written to ``<results_dir>/<run_id>.json``.
+    """
+    started = time.time()
+    config = config or build_config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_run_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset, (train_data, valid_data, test_data), model, trainer = prepare_run(config)
+    logger.info(dataset)
+    logger.info(model)
+    if config["resume_checkpoint"]:
+        trainer.resume_checkpoint(config["resume_checkpoint"])
+
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn,
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+
+    run_id = f"{config['model']}-{config['dataset']}-{get_local_time()}"
+    result = {
+        "run_id": run_id,
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "config": recorded_config(config),
+        "best_valid_score": best_valid_score,
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result or {}),
+        "epochs_trained": len(trainer.epoch_seconds),
+        "seconds_per_epoch": (sum(trainer.epoch_seconds) / len(trainer.epoch_seconds)) if trainer.epoch_seconds else None,
+        "epoch_seconds": trainer.epoch_seconds,
+        "total_seconds": time.time() - started,
+        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+    }
+    result_path = os.path.join(config["results_dir"] or "results", f"{run_id}.json")
+    write_json_atomic(result_path, result)
+    result["result_file"] = os.path.abspath(result_path)
+    logger.info(set_color("result file", "yellow") + f": {result['result_file']}")
+    return result
+
+
+def recorded_config(config):
+    """The config values that define the run: the model's hyperparameters, what the user set,
+    and the common training/evaluation keys."""
+    keys = list(RECORDED_KEYS) + list(config.model_config_keys) + list(config.external_config_dict)
+    recorded = {}
+    for key in dict.fromkeys(keys):
+        if key in config.final_config_dict:
+            value = config[key]
+            recorded[key] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
+    return recorded
+
+
+def load_data_and_model(model_file):
+    """RecBole's ``load_data_and_model`` for a checkpoint written by the plugin (torch 2.13-safe)."""
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_run_logger(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

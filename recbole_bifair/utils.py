@@ -1,0 +1,58 @@
+"""Class resolution: the plugin's models and trainers first, RecBole's as the fallback."""
+
+import importlib
+import os
+from functools import lru_cache
+
+from recbole.utils import ModelType
+from recbole.utils import get_model as recbole_get_model
+from recbole.utils import get_trainer as recbole_get_trainer
+
+from recbole_bifair.errors import ConfigError
+
+MODEL_FAMILIES = ["sequential_recommender"]
+
+
+def get_model(model_name):
+    """``recbole_bifair.model.<family>.<name.lower()>.<name>``, else RecBole's model of that name."""
+    module_name = model_name.lower()
+    for family in MODEL_FAMILIES:
+        path = f"recbole_bifair.model.{family}.{module_name}"
+        if importlib.util.find_spec(path) is not None:
+            return getattr(importlib.import_module(path), model_name)
+    try:
+        return recbole_get_model(model_name)
+    except (ValueError, AttributeError):
+        raise ConfigError(
+            f"unknown model '{model_name}'. Available models: {', '.join(available_models())}"
+        ) from None
+
+
+def available_models():
+    """Plugin models, then RecBole's, by the names their yaml files carry."""
+    from recbole_bifair.config import RECBOLE_PROPERTIES, properties_dir
+
+    plugin = sorted(f[:-5] for f in os.listdir(properties_dir() / "model") if f.endswith(".yaml"))
+    stock = sorted(f[:-5] for f in os.listdir(RECBOLE_PROPERTIES / "model") if f.endswith(".yaml"))
+    return plugin + [m for m in stock if m not in plugin]
+
+
+def get_trainer(model_type, model_name):
+    """The plugin's ``<Model>Trainer`` (or the trainer a model names in ``trainer_name``),
+    else RecBole's trainer for that model made to load checkpoints under torch 2.13."""
+    trainer_module = importlib.import_module("recbole_bifair.trainer")
+    model_class = get_model(model_name)
+    own = getattr(model_class, "trainer_name", None) or f"{model_name}Trainer"
+    if hasattr(trainer_module, own):
+        return getattr(trainer_module, own)
+    return _compatible(recbole_get_trainer(model_type, model_name))
+
+
+@lru_cache(maxsize=None)
+def _compatible(trainer_class):
+    from recbole_bifair.trainer.base import PluginTrainerMixin
+
+    return type(trainer_class.__name__, (PluginTrainerMixin, trainer_class), {"__module__": __name__})
+
+
+__all__ = ["get_model", "get_trainer", "available_models", "ModelType"]
