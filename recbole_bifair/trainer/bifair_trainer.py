@@ -1,0 +1,372 @@
+"""``BiFairTrainer``: the bi-level loop of METHOD.md section 4 inside RecBole's ``Trainer``.
+
+Per training batch:
+1. inner forward: per-target losses, per-group means ``L_g``, group weights ``lambda`` from the
+   inner balancer, ``L_in = sum_g lambda_g L_g`` and its gradient ``g`` w.r.t. theta (projector +
+   backbone);
+2. every ``outer_interval`` steps, the outer step: the hypergradient of
+   ``L_out = sum_g w_g L_g(theta - xi g, E; B_meta) + mu ||E - E0||^2`` w.r.t. ``E`` (mode
+   ``hypergrad``), clipped, applied by E's own optimiser;
+3. the inner optimiser applies ``g`` to theta.
+Both updates use the parameters of the start of the step, so the unrolled step of (2) is the step
+that (3) takes (for SGD; an approximation of it for Adam).
+
+With ``bifair: False`` the model is the LLM-enhanced baseline and this trainer is RecBole's.
+"""
+
+import random
+from collections import defaultdict
+
+import numpy as np
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+from torch.func import functional_call
+from torch.nn.utils import clip_grad_norm_
+from tqdm import tqdm
+
+from recbole_bifair.errors import BiFairError, ConfigError
+from recbole_bifair.model.bifair import LossCall
+from recbole_bifair.trainer.balancing import GroupBalancer
+from recbole_bifair.trainer.base import PluginTrainerMixin
+from recbole_bifair.trainer.hypergrad import get_hypergrad
+from recbole_bifair.trainer.meta_split import Cycle, split_meta
+
+BALANCE_MODES = ("mgda", "dro", "uniform", "none")
+E_NAME = "item_embedding.E"
+
+
+def group_means(losses, group_ids, n_groups):
+    """Per-group mean loss ``[K]`` and which groups occur in the batch."""
+    counts = torch.bincount(group_ids, minlength=n_groups)
+    sums = losses.new_zeros(n_groups).index_add(0, group_ids, losses)
+    return sums / counts.clamp(min=1), counts > 0, counts
+
+
+def shared_gram(group_losses, present, shared):
+    """Gram matrix of the per-group gradients w.r.t. the shared tensors (MGDA): ``K`` small
+    backward passes through the scoring layer only, not through the whole model."""
+    rows = []
+    for g in range(group_losses.shape[0]):
+        if not present[g]:
+            rows.append(None)
+            continue
+        grads = torch.autograd.grad(group_losses[g], shared, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(gr if gr is not None else torch.zeros_like(t)).reshape(-1)
+                               for gr, t in zip(grads, shared)]))
+    width = next(r for r in rows if r is not None).numel()
+    G = torch.stack([r if r is not None else group_losses.new_zeros(width) for r in rows])
+    return G @ G.T
+
+
+class Balancer:
+    """Group weights of one level: a ``GroupBalancer`` or ``none`` (weights = sample shares, so
+    that ``sum_g w_g L_g`` is the plain mean loss)."""
+
+    def __init__(self, mode, n_groups, tau, ema, key):
+        if mode not in BALANCE_MODES:
+            raise ConfigError(f"{key} '{mode}' is unknown; use one of {', '.join(BALANCE_MODES)}")
+        self.mode = mode
+        self.impl = None if mode == "none" else GroupBalancer(mode, n_groups, tau=tau, ema=ema)
+
+    @property
+    def needs_gram(self):
+        return self.impl is not None and self.impl.needs_gram
+
+    def weights(self, group_losses, present, counts, shared=None):
+        if self.impl is None:
+            return (counts / counts.sum()).to(group_losses.dtype)
+        gram = shared_gram(group_losses, present, shared).detach() if self.needs_gram else None
+        return self.impl.weights(group_losses.detach(), present, gram).to(group_losses.dtype)
+
+    def state_dict(self):
+        return self.impl.state_dict() if self.impl is not None else {}
+
+    def load_state_dict(self, state):
+        if self.impl is not None:
+            self.impl.load_state_dict(state)
+
+
+class BiFairTrainer(PluginTrainerMixin, Trainer):
+    def __init__(self, config, model):
+        self.bifair = bool(config["bifair"])
+        super().__init__(config, model)
+        self.outer_on = self.bifair and bool(config["outer_level"])
+        interval = config["outer_interval"]
+        if not isinstance(interval, int) or interval < 1:
+            raise ConfigError(f"outer_interval must be an integer >= 1, got {interval!r}")
+        self.outer_interval = interval
+        self.hypergrad_name = config["hypergrad"]
+        try:
+            self.hypergrad = get_hypergrad(self.hypergrad_name)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        self.xi = config["hypergrad_xi"] if config["hypergrad_xi"] is not None else self.learning_rate
+        self.mu = config["outer_mu"] or 0.0
+        self.outer_clip = config["outer_clip_grad_norm"]
+        self.hvp_batch_size = config["hvp_batch_size"]
+        self.outer_optimizer = (
+            self._build_optimizer(params=[self.model.item_table.E], learner=config["outer_learner"],
+                                  learning_rate=config["outer_learning_rate"], weight_decay=0.0)
+            if self.outer_on else None
+        )
+        self.global_step = 0
+        self.item_groups = None
+        self.inner_balancer = self.outer_balancer = None
+        self._inner_data = self._meta = None
+        self.last_model_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
+        self._resumed_state = None
+
+    # ----- set-up -------------------------------------------------------------------------
+    def _build_optimizer(self, **kwargs):
+        if "params" not in kwargs and hasattr(self.model, "inner_parameters"):
+            kwargs["params"] = self.model.inner_parameters()  # E has its own optimiser
+        return super()._build_optimizer(**kwargs)
+
+    def _setup(self, train_data):
+        """Groups, balancers and the meta split, once, from the full training split."""
+        if self.item_groups is not None:
+            return
+        from recbole_bifair.fairness.groups import build_item_groups
+
+        self.item_groups = build_item_groups(self.config, train_data._dataset)
+        self.group_of = self.item_groups.group_of.to(self.device)
+        K = self.item_groups.n_groups
+        cfg = self.config
+        tau, ema = cfg["balance_tau"], cfg["balance_ema"] or 0.0
+        self.inner_balancer = Balancer(cfg["inner_balance"] or cfg["balance"], K, tau, ema,
+                                       "inner_balance" if cfg["inner_balance"] else "balance")
+        self.outer_balancer = Balancer(cfg["outer_balance"] or cfg["balance"], K, tau, ema,
+                                       "outer_balance" if cfg["outer_balance"] else "balance")
+        if self.outer_on:
+            self._inner_data, meta_data = split_meta(cfg, train_data)
+            self._meta = Cycle(meta_data)
+        else:
+            self._inner_data = train_data
+        if self._resumed_state is not None:
+            self._restore_loop_state(self._resumed_state)
+            self._resumed_state = None
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        def after_validation(epoch_idx, valid_score):
+            # RecBole saves only improving epochs; a run resumes from the latest one.
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=self.last_model_file)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        if self.bifair:
+            self._setup(train_data)
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                           show_progress=show_progress, callback_fn=after_validation)
+
+    # ----- training -----------------------------------------------------------------------
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if not self.bifair:
+            return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        self._setup(train_data)
+        data = self._inner_data
+        if self._meta is not None:
+            self._meta.restart()  # each epoch starts a fresh pass: resuming at an epoch boundary is exact
+        self.model.train()
+        stats = defaultdict(float)
+        K = self.item_groups.n_groups
+        stats["group_loss"] = torch.zeros(K)
+        stats["group_steps"] = torch.zeros(K)
+        stats["inner_w"] = torch.zeros(K)
+        stats["outer_w"] = torch.zeros(K)
+        batches = tqdm(data, total=len(data), ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink")) \
+            if show_progress else data
+        for interaction in batches:
+            self.global_step += 1
+            self._bilevel_step(interaction.to(self.device), stats, epoch_idx)
+        self._log_epoch(epoch_idx, stats)
+        return stats["inner_loss"]
+
+    def _group_losses(self, out):
+        return group_means(out.losses, self.group_of[out.targets], self.item_groups.n_groups)
+
+    def _bilevel_step(self, interaction, stats, epoch_idx):
+        model = self.model
+        theta_names = [n for n, _ in model.named_parameters() if n != E_NAME]
+        theta_params = [p for n, p in model.named_parameters() if n != E_NAME]
+
+        out = model.target_losses(interaction)
+        L_g, present, counts = self._group_losses(out)
+        lam = self.inner_balancer.weights(L_g, present, counts, out.shared)
+        inner_loss = (lam * L_g).sum()
+        if not torch.isfinite(inner_loss):
+            raise self._nonfinite("training loss", epoch_idx)
+        grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
+        grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, theta_params)]
+
+        stats["inner_loss"] += inner_loss.item()
+        stats["group_loss"] += L_g.detach().cpu() * present.cpu()
+        stats["group_steps"] += present.cpu().float()
+        stats["inner_w"] += lam.detach().cpu()
+        stats["steps"] += 1
+
+        if self.outer_on and self.global_step % self.outer_interval == 0:
+            self._outer_step(interaction, lam, dict(zip(theta_names, theta_params)), stats, epoch_idx)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(theta_params, grads):
+            p.grad = g
+        if self.clip_grad_norm:
+            clip_grad_norm_(theta_params, **self.clip_grad_norm)
+        self.optimizer.step()
+
+    def _outer_step(self, interaction, lam, theta, stats, epoch_idx):
+        model, call = self.model, LossCall(self.model)
+        E = model.item_table.E
+        E0 = model.item_table.E0
+        meta = self._next_meta_batch().to(self.device)
+        hvp_batch = interaction if not self.hvp_batch_size else interaction[: self.hvp_batch_size]
+        theta = {n: p.detach() for n, p in theta.items()}
+        lam = lam.detach()
+        outer_w = {}
+
+        def params(th, e):
+            return {**{f"model.{n}": t for n, t in th.items()}, f"model.{E_NAME}": e}
+
+        # Every evaluation below sees the same dropout masks: the finite-difference pair
+        # theta +/- eps v must differ only in theta. The global generator is left as it was.
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+
+        def losses_at(th, e, batch):
+            with torch.random.fork_rng(devices=self._rng_devices()):
+                torch.manual_seed(seed)
+                return functional_call(call, params(th, e), (batch,))
+
+        def inner_loss_fn(th, e):
+            L_g, _, _ = self._group_losses(losses_at(th, e, hvp_batch))
+            return (lam * L_g).sum()
+
+        def outer_loss_fn(th, e):
+            out = losses_at(th, e, meta)
+            L_g, present, counts = self._group_losses(out)
+            if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
+                outer_w["w"] = self.outer_balancer.weights(L_g, present, counts, out.shared)
+            return (outer_w["w"] * L_g).sum() + self.mu * ((e - E0) ** 2).sum()
+
+        kwargs = {"r": self.config["hypergrad_r"]} if self.hypergrad_name == "finite_difference" else {}
+        try:
+            result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta, E.detach(), self.xi, **kwargs)
+        except FloatingPointError as err:
+            raise self._nonfinite("hypergradient", epoch_idx) from err
+        self.outer_optimizer.zero_grad(set_to_none=True)
+        E.grad = result.grad_E.to(E.dtype)
+        if self.outer_clip:
+            clip_grad_norm_([E], self.outer_clip)
+        self.outer_optimizer.step()
+        stats["outer_loss"] += result.outer_loss
+        stats["outer_steps"] += 1
+        stats["outer_w"] += outer_w["w"].detach().cpu()
+
+    def _rng_devices(self):
+        return [self.device] if self.device.type == "cuda" else []
+
+    def _next_meta_batch(self):
+        return self._meta.next()
+
+    def _nonfinite(self, what, epoch_idx):
+        key = "hypergrad / outer_learning_rate" if what == "hypergradient" else "learning_rate"
+        return BiFairError(
+            f"{what} became NaN/Inf at epoch {epoch_idx}, step {self.global_step}: lower {key} or set "
+            f"clip_grad_norm / outer_clip_grad_norm. The last good checkpoint is kept: {self.saved_model_file}"
+        )
+
+    # ----- logging ------------------------------------------------------------------------
+    def _log_epoch(self, epoch_idx, stats):
+        steps = max(stats["steps"], 1)
+        group_loss = (stats["group_loss"] / stats["group_steps"].clamp(min=1)).tolist()
+        inner_w = (stats["inner_w"] / steps).tolist()
+        drift = (self.model.item_table.E - self.model.item_table.E0).norm().item()
+        parts = [f"inner loss: {stats['inner_loss'] / steps:.4f}"]
+        if stats["outer_steps"]:
+            outer_steps = stats["outer_steps"]
+            outer_w = (stats["outer_w"] / outer_steps).tolist()
+            parts.append(f"outer loss: {stats['outer_loss'] / outer_steps:.4f}")
+        parts += [
+            "group loss: [" + ", ".join(f"{v:.3f}" for v in group_loss) + "]",
+            "inner weights: [" + ", ".join(f"{v:.3f}" for v in inner_w) + "]",
+        ]
+        if stats["outer_steps"]:
+            parts.append("outer weights: [" + ", ".join(f"{v:.3f}" for v in outer_w) + "]")
+        parts.append(f"||E-E0||: {drift:.4f}")
+        self.logger.info(set_color(f"epoch {epoch_idx} bifair", "green") + " [" + ", ".join(parts) + "]")
+        tb = self.tensorboard
+        tb.add_scalar("BiFair/inner_loss", stats["inner_loss"] / steps, epoch_idx)
+        tb.add_scalar("BiFair/E_drift", drift, epoch_idx)
+        if stats["outer_steps"]:
+            tb.add_scalar("BiFair/outer_loss", stats["outer_loss"] / stats["outer_steps"], epoch_idx)
+        for g in range(len(group_loss)):
+            tb.add_scalar(f"BiFair/group_loss/{g}", group_loss[g], epoch_idx)
+            tb.add_scalar(f"BiFair/inner_weight/{g}", inner_w[g], epoch_idx)
+            if stats["outer_steps"]:
+                tb.add_scalar(f"BiFair/outer_weight/{g}", outer_w[g], epoch_idx)
+        self.last_epoch_stats = {"group_loss": group_loss, "inner_weights": inner_w, "E_drift": drift}
+
+    # ----- checkpoints --------------------------------------------------------------------
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        target = kwargs.get("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_model_file": self.saved_model_file,
+            "bifair": self._loop_state() if self.bifair else None,
+        }
+        from recbole_bifair.fileio import atomic_path
+
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp, pickle_protocol=4)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {target}")
+
+    def _loop_state(self):
+        state = {
+            "global_step": self.global_step,
+            "outer_optimizer": self.outer_optimizer.state_dict() if self.outer_optimizer else None,
+            "inner_balancer": self.inner_balancer.state_dict() if self.inner_balancer else None,
+            "outer_balancer": self.outer_balancer.state_dict() if self.outer_balancer else None,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "inner_loader_rng": self._inner_data.generator.get_state() if self._inner_data is not None else None,
+            "meta_loader_rng": self._meta.loader.generator.get_state() if self._meta is not None else None,
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _load_extra_checkpoint_state(self, checkpoint):
+        self.best_valid_result = checkpoint.get("best_valid_result")
+        if checkpoint.get("best_model_file"):
+            self.last_model_file = self.saved_model_file
+            self.saved_model_file = checkpoint["best_model_file"]
+        state = checkpoint.get("bifair")
+        if state:
+            self.global_step = state["global_step"]
+            if self.outer_optimizer and state["outer_optimizer"]:
+                self.outer_optimizer.load_state_dict(state["outer_optimizer"])
+            self._resumed_state = state  # balancers and loaders exist only after _setup
+
+    def _restore_loop_state(self, state):
+        if state["inner_balancer"] is not None:
+            self.inner_balancer.load_state_dict(state["inner_balancer"])
+        if state["outer_balancer"] is not None:
+            self.outer_balancer.load_state_dict(state["outer_balancer"])
+        if state["inner_loader_rng"] is not None:
+            self._inner_data.generator.set_state(state["inner_loader_rng"])
+        if state["meta_loader_rng"] is not None and self._meta is not None:
+            self._meta.loader.generator.set_state(state["meta_loader_rng"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])

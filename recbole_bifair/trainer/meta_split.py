@@ -1,0 +1,64 @@
+"""The meta split: training samples the inner level never sees, for the outer loss (METHOD.md 4)."""
+
+import copy
+
+import torch
+from recbole.data.dataloader import TrainDataLoader
+
+from recbole_bifair.errors import ConfigError
+
+
+def split_meta(config, train_data):
+    """(inner loader, meta loader) for ``meta_split``.
+
+    ``holdout``: a fixed random share ``meta_fraction`` of the training samples (drawn with the
+    run's seed) goes to the meta loader and is removed from the inner one. ``next_batch``: the
+    meta batches are drawn from the training loader itself.
+    """
+    mode = config["meta_split"]
+    if mode == "next_batch":
+        return train_data, _loader(config, train_data._dataset, train_data._sampler, config["meta_batch_size"])
+    if mode != "holdout":
+        raise ConfigError(f"meta_split '{mode}' is unknown; use holdout or next_batch")
+    fraction = config["meta_fraction"]
+    dataset = train_data._dataset
+    n = len(dataset)
+    n_meta = int(round(n * fraction)) if fraction is not None else 0
+    if not 0 < fraction < 1 or n_meta < 1 or n - n_meta < 1:
+        raise ConfigError(
+            f"meta_fraction {fraction} leaves {n - n_meta} inner and {n_meta} meta samples out of {n} "
+            f"training samples: choose 0 < meta_fraction < 1 so that both get at least one"
+        )
+    generator = torch.Generator().manual_seed(config["seed"])
+    order = torch.randperm(n, generator=generator)
+    meta_index, inner_index = order[:n_meta].sort().values, order[n_meta:].sort().values
+    inner = _loader(config, dataset.copy(dataset.inter_feat[inner_index]), train_data._sampler, config["train_batch_size"])
+    meta = _loader(config, dataset.copy(dataset.inter_feat[meta_index]), train_data._sampler, config["meta_batch_size"])
+    return inner, meta
+
+
+def _loader(config, dataset, sampler, batch_size):
+    # RecBole's loaders read their batch size from config["train_batch_size"] when built.
+    loader_config = copy.copy(config)
+    loader_config.final_config_dict = dict(config.final_config_dict, train_batch_size=batch_size)
+    return TrainDataLoader(loader_config, dataset, sampler, shuffle=True)
+
+
+class Cycle:
+    """Endless iteration over a loader, one epoch after another (the meta batches)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self._it = None
+
+    def restart(self):
+        self._it = None
+
+    def next(self):
+        if self._it is None:
+            self._it = iter(self.loader)
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.loader)
+            return next(self._it)
