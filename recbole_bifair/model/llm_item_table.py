@@ -115,7 +115,3 @@ class ProjectedItemTable(nn.Module):
             yield self._scoped
         finally:
             self._scoped = outer
-
-    def train(self, mode=True):
-        self._eval_cache = None
-        return super().train(mode)

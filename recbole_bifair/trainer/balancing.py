@@ -17,8 +17,9 @@ from torch import Tensor
 
 BALANCE_MODES = ("mgda", "dro", "uniform")
 
-# tau = 0 is solved as the end of a continuation path at this entropy weight: the remaining
-# bias (about 1e-9 / curvature) is far below any useful precision, and it breaks ties between
+# tau = 0 is solved as the end of a continuation path at this entropy weight. The bias it
+# leaves (at most about 1e-9 * log(1e9) / curvature, e.g. 2e-8 on a weight that should be 0
+# next to a zero gradient) is far below any useful precision, and it breaks ties between
 # equally short combinations (identical gradients) towards the most spread-out one.
 _TAU_FLOOR = 1e-9
 # Each continuation stage divides tau by 10, so the previous optimum is a close warm start.
@@ -27,12 +28,14 @@ _TAU_DECAY = 0.1
 # decrement) falls below this; the normalised objective is of order 1.
 _NEWTON_TOL = 1e-14
 _ARMIJO = 0.25
+# 2^-40 of a Newton step is below float64 resolution of any weight that matters.
 _MAX_HALVINGS = 40
+_TINY = torch.finfo(torch.float64).tiny
 
 
-def uniform_weights(k: int) -> Tensor:
+def uniform_weights(k: int, dtype: torch.dtype | None = None) -> Tensor:
     """Equal weights ``1 / k`` over ``k`` groups."""
-    return torch.full((k,), 1.0 / k)
+    return torch.full((k,), 1.0 / k, dtype=dtype)
 
 
 def dro_weights(losses: Tensor, tau: float) -> Tensor:
@@ -47,7 +50,7 @@ def dro_weights(losses: Tensor, tau: float) -> Tensor:
 
 
 def group_gram(per_group_grads: Tensor) -> Tensor:
-    """Gram matrix ``G[g, h] = <grad_g, grad_h>`` of K per-group gradients of any shape ``(K, ...)``."""
+    """Gram matrix ``G[g, h] = <grad_g, grad_h>`` of K per-group gradients, shaped ``(K, ...)``."""
     flat = per_group_grads.reshape(per_group_grads.shape[0], -1)
     return flat @ flat.T
 
@@ -66,15 +69,17 @@ def min_norm_weights(gram: Tensor, tau: float = 0.0, iters: int = 50) -> Tensor:
     is plain MGDA; as ``tau`` grows the weights spread out and tend to uniform. When every
     gradient is zero all weights are equally good and uniform weights are returned.
 
-    Solver: the objective is convex, and for ``tau > 0`` the entropy is a barrier that keeps
-    the minimiser inside the simplex, where the objective is smooth. Damped Newton steps on the
-    simplex (the KKT system of the equality constraint, a step that stops short of the boundary,
-    Armijo backtracking) therefore converge quadratically, where first-order methods (mirror
-    descent, Frank-Wolfe) need hundreds of steps for three-digit accuracy on ill-conditioned
-    Grams. Small ``tau`` is reached by continuation from ``tau = 1`` down by factors of 10,
-    each stage warm-started from the last; ``tau = 0`` ends at ``tau = 1e-9`` (groups MGDA
-    drops then get weights of order ``exp(-1e9 * gap)``, i.e. zero). ``iters`` caps the total
-    number of Newton steps over all stages; 50 is ample for K up to a few dozen.
+    Solver: the objective is convex, and for ``tau > 0`` the entropy acts as a barrier that
+    keeps the minimiser inside the simplex, where the objective is smooth. Damped Newton steps
+    on the simplex (the KKT system of the constraint ``sum w = 1``, Armijo backtracking)
+    therefore converge quadratically, where first-order methods (mirror descent, Frank-Wolfe)
+    need hundreds of steps for three-digit accuracy on ill-conditioned Grams. Small ``tau`` is
+    reached by continuation from ``tau = 1`` (optimum near uniform) down by factors of 10, each
+    stage warm-started from the last; ``tau = 0`` ends at ``tau = 1e-9``, where the groups MGDA
+    drops get weights of order ``exp(-1e9 * gap)``, i.e. zero. ``iters`` caps the total number
+    of Newton steps over all stages. With the default 50, K <= 5 converges to machine
+    precision; larger K with nearly parallel gradients may stop early, with an objective
+    within about 1e-6 of the optimum.
 
     The returned weights are detached, with ``gram``'s dtype and device. The solve runs in
     float64 on the CPU, as K x K systems are too small to be worth a device round trip per step.
@@ -89,7 +94,7 @@ def min_norm_weights(gram: Tensor, tau: float = 0.0, iters: int = 50) -> Tensor:
         raise FloatingPointError("the per-group gradients (their Gram matrix) are not finite")
     g = (g + g.T) / 2
     scale = torch.diagonal(g).mean()
-    w = uniform_weights(k).to(torch.float64)
+    w = uniform_weights(k, torch.float64)
     if k > 1 and scale > 0:
         w = _continuation(g / scale, tau, w, iters)
     return w.to(dtype=gram.dtype, device=gram.device)
@@ -128,27 +133,63 @@ def _newton(gram: Tensor, tau: float, w: Tensor, max_steps: int) -> tuple[Tensor
         rhs[:k] = -grad
         direction = torch.linalg.solve(kkt, rhs)[:k]
         decrement = -(grad @ direction).item()
-        if decrement / 2 <= _NEWTON_TOL:
+        w_next = None
+        if decrement / 2 > _NEWTON_TOL:
+            w_next = _line_search(gram, tau, w, direction, decrement)
+        if w_next is None:
             return w, step + 1
-        w = _line_search(gram, tau, w, direction, decrement)
+        w = w_next
     return w, max_steps
 
 
-def _line_search(gram: Tensor, tau: float, w: Tensor, direction: Tensor, decrement: float) -> Tensor:
-    # Stop 1% short of the boundary: the entropy is undefined for negative weights, and a
-    # weight may shrink by at most 100x per step, which never underflows within the budget.
-    shrinking = direction < 0
-    t = 1.0
-    if shrinking.any():
-        t = min(1.0, 0.99 * (-w[shrinking] / direction[shrinking]).min().item())
+def _line_search(
+    gram: Tensor, tau: float, w: Tensor, direction: Tensor, decrement: float
+) -> Tensor | None:
+    """The better of two backtracking searches along the Newton direction ``d``.
+
+    The straight path ``w + t d`` is the exact Newton step, best when the problem is
+    ill-conditioned (nearly parallel gradients), but it is cut short when one weight should
+    shrink by orders of magnitude. The multiplicative path ``w * exp(t d / w)`` agrees with it
+    to first order, never leaves the simplex, and brings a weight that the entropy pins near
+    ``exp(-gap / tau)`` there in one step. Returns None when neither path decreases the
+    objective measurably in float64, i.e. ``w`` is optimal to machine precision.
+    """
     f0 = _objective(gram, tau, w).item()
+    best = None
+    for path in (_straight, _multiplicative):
+        found = _backtrack(gram, tau, path, w, direction, f0, decrement)
+        if found is not None and (best is None or found[1] < best[1]):
+            best = found
+    return None if best is None else best[0]
+
+
+def _straight(w: Tensor, direction: Tensor, t: float) -> Tensor | None:
+    step = w + t * direction
+    return step if bool((step > 0).all()) else None
+
+
+def _multiplicative(w: Tensor, direction: Tensor, t: float) -> Tensor:
+    # exp(-gap / tau) underflows for small tau; the smallest normal float stands in for 0 so
+    # that log w stays finite.
+    step = (w * torch.exp(t * direction / w)).clamp_min(_TINY)
+    return step / step.sum()
+
+
+def _backtrack(
+    gram: Tensor, tau: float, path, w: Tensor, direction: Tensor, f0: float, decrement: float
+) -> tuple[Tensor, float] | None:
+    """Armijo backtracking along ``path``: the first halved step that decreases the objective
+    by at least a quarter of the decrease its slope predicts, with that objective value."""
+    t = 1.0
     for _ in range(_MAX_HALVINGS):
-        candidate = w + t * direction
-        if _objective(gram, tau, candidate).item() <= f0 - _ARMIJO * t * decrement:
-            return candidate / candidate.sum()
+        candidate = path(w, direction, t)
+        if candidate is not None:
+            f = _objective(gram, tau, candidate).item()
+            # A non-finite objective (overflowing exp) fails the test and halves the step.
+            if f <= f0 - _ARMIJO * t * decrement:
+                return candidate, f
         t /= 2
-    # No decrease is measurable in float64: w is optimal to machine precision.
-    return w
+    return None
 
 
 class GroupBalancer:
@@ -165,7 +206,7 @@ class GroupBalancer:
     as an ablation it must weigh the present groups equally at every step.
     """
 
-    def __init__(self, mode: str, num_groups: int, tau: float = 1.0, ema: float = 0.0):
+    def __init__(self, mode: str, num_groups: int, tau: float, ema: float = 0.0):
         if mode not in BALANCE_MODES:
             raise ValueError(
                 f"unknown balance mode {mode!r}: the config key 'balance' must be one of "
@@ -190,7 +231,7 @@ class GroupBalancer:
 
     @property
     def last(self) -> Tensor | None:
-        """The weights returned by the latest call (for logging), or None before the first."""
+        """The weights returned by the latest call (float64, CPU, for logging), or None."""
         return None if self._last is None else self._last.clone()
 
     def weights(self, losses: Tensor | None, present: Tensor, gram: Tensor | None = None) -> Tensor:
@@ -203,7 +244,9 @@ class GroupBalancer:
         device = present.device
         present = present.detach().to(device="cpu", dtype=torch.bool)
         if present.shape != (self.num_groups,):
-            raise ValueError(f"present must have shape ({self.num_groups},), got {tuple(present.shape)}")
+            raise ValueError(
+                f"present must have shape ({self.num_groups},), got {tuple(present.shape)}"
+            )
         if not present.any():
             raise ValueError("no item group is present in the batch")
         source = self._source(losses, gram)
@@ -231,9 +274,11 @@ class GroupBalancer:
     def _raw(self, source: Tensor | None, present: Tensor) -> Tensor:
         """Weights of the present groups only, before smoothing."""
         if self.mode == "uniform":
-            return uniform_weights(int(present.sum())).to(torch.float64)
+            return uniform_weights(int(present.sum()), torch.float64)
         source = source.detach().to(device="cpu", dtype=torch.float64)
         if self.mode == "dro":
+            if not torch.isfinite(source[present]).all():
+                raise FloatingPointError("the loss of an item group in the batch is not finite")
             return dro_weights(source[present], self.tau)
         return min_norm_weights(source[present][:, present], self.tau)
 
@@ -244,7 +289,12 @@ class GroupBalancer:
     def load_state_dict(self, state: dict) -> None:
         last = state["last"]
         if state["mode"] != self.mode:
-            raise ValueError(f"checkpoint has balance {state['mode']!r}, the config has {self.mode!r}")
+            raise ValueError(
+                f"checkpoint has balance {state['mode']!r}, the config has {self.mode!r}"
+            )
         if last is not None and last.shape != (self.num_groups,):
-            raise ValueError(f"checkpoint has {last.numel()} group weights, the config has {self.num_groups} groups")
+            raise ValueError(
+                f"checkpoint has {last.numel()} group weights, "
+                f"the config has {self.num_groups} groups"
+            )
         self._last = None if last is None else last.detach().to(device="cpu", dtype=torch.float64)

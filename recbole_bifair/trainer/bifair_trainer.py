@@ -44,18 +44,16 @@ def group_means(losses, group_ids, n_groups):
 
 
 def shared_gram(group_losses, present, shared):
-    """Gram matrix of the per-group gradients w.r.t. the shared tensors (MGDA): ``K`` small
-    backward passes through the scoring layer only, not through the whole model."""
-    rows = []
-    for g in range(group_losses.shape[0]):
-        if not present[g]:
-            rows.append(None)
-            continue
-        grads = torch.autograd.grad(group_losses[g], shared, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(gr if gr is not None else torch.zeros_like(t)).reshape(-1)
-                               for gr, t in zip(grads, shared)]))
-    width = next(r for r in rows if r is not None).numel()
-    G = torch.stack([r if r is not None else group_losses.new_zeros(width) for r in rows])
+    """Gram matrix of the per-group gradients w.r.t. the shared tensors (MGDA).
+
+    One batched backward (``is_grads_batched``: a vmap over the K groups) through the scoring
+    layer only, not through the whole model. Absent groups get zero rows.
+    """
+    K = group_losses.shape[0]
+    selectors = torch.diag(present.to(group_losses.dtype))
+    grads = torch.autograd.grad(group_losses, shared, grad_outputs=selectors, retain_graph=True,
+                                allow_unused=True, is_grads_batched=True)
+    G = torch.cat([g.reshape(K, -1) for g in grads if g is not None], dim=1)
     return G @ G.T
 
 
@@ -192,11 +190,11 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         theta_params = [p for n, p in model.named_parameters() if n != E_NAME]
 
         out = model.target_losses(interaction)
+        if not torch.isfinite(out.losses).all():
+            raise self._nonfinite("training loss", epoch_idx)
         L_g, present, counts = self._group_losses(out)
         lam = self.inner_balancer.weights(L_g, present, counts, out.shared)
         inner_loss = (lam * L_g).sum()
-        if not torch.isfinite(inner_loss):
-            raise self._nonfinite("training loss", epoch_idx)
         grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, theta_params)]
 
@@ -207,7 +205,8 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         stats["steps"] += 1
 
         if self.outer_on and self.global_step % self.outer_interval == 0:
-            self._outer_step(interaction, lam, dict(zip(theta_names, theta_params)), stats, epoch_idx)
+            self._outer_step(interaction, lam, dict(zip(theta_names, theta_params)),
+                             dict(zip(theta_names, grads)), stats, epoch_idx)
 
         self.optimizer.zero_grad(set_to_none=True)
         for p, g in zip(theta_params, grads):
@@ -216,7 +215,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             clip_grad_norm_(theta_params, **self.clip_grad_norm)
         self.optimizer.step()
 
-    def _outer_step(self, interaction, lam, theta, stats, epoch_idx):
+    def _outer_step(self, interaction, lam, theta, inner_grads, stats, epoch_idx):
         model, call = self.model, LossCall(self.model)
         E = model.item_table.E
         E0 = model.item_table.E0
@@ -249,7 +248,11 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
                 outer_w["w"] = self.outer_balancer.weights(L_g, present, counts, out.shared)
             return (outer_w["w"] * L_g).sum() + self.mu * ((e - E0) ** 2).sum()
 
-        kwargs = {"r": self.config["hypergrad_r"]} if self.hypergrad_name == "finite_difference" else {}
+        kwargs = {}
+        if self.hypergrad_name != "exact":  # exact differentiates through its own inner gradient
+            kwargs["inner_grads"] = inner_grads  # the inner step's gradient: no second inner backward
+        if self.hypergrad_name == "finite_difference":
+            kwargs["r"] = self.config["hypergrad_r"]
         try:
             result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta, E.detach(), self.xi, **kwargs)
         except FloatingPointError as err:
