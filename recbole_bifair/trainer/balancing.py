@@ -298,3 +298,43 @@ class GroupBalancer:
                 f"the config has {self.num_groups} groups"
             )
         self._last = None if last is None else last.detach().to(device="cpu", dtype=torch.float64)
+
+
+class OnlineGroupDRO:
+    r"""GroupDRO's online weights (Sagawa et al., ICLR 2020, Algorithm 1), the baseline.
+
+    ``q_g <- q_g * exp(eta * L_g)``, renormalised, kept across steps: unlike ``dro`` (a softmax
+    of the current losses), the weights integrate the whole history of group losses. Absent
+    groups keep their weight in the state and get 0 in the returned (renormalised) weights.
+    """
+
+    needs_gram = False
+
+    def __init__(self, num_groups: int, eta: float):
+        if eta <= 0:
+            raise ValueError(f"GroupDRO needs a step size eta > 0, got {eta}")
+        self.eta = eta
+        self.q = torch.full((num_groups,), 1.0 / num_groups, dtype=torch.float64)
+
+    @property
+    def last(self) -> Tensor:
+        return self.q.clone()
+
+    def weights(self, losses: Tensor, present: Tensor, gram: Tensor | None = None) -> Tensor:
+        device, dtype = present.device, losses.dtype
+        present = present.detach().cpu().bool()
+        step = torch.where(present, losses.detach().cpu().double(), torch.zeros_like(self.q))
+        if not torch.isfinite(step).all():
+            raise FloatingPointError("a present group's loss is not finite")
+        log_q = torch.log(self.q) + self.eta * step
+        self.q = torch.softmax(log_q, dim=0)
+        w = torch.where(present, self.q, torch.zeros_like(self.q))
+        return (w / w.sum()).to(device=device, dtype=dtype)
+
+    def state_dict(self) -> dict:
+        return {"mode": "groupdro", "q": self.q.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("mode") != "groupdro" or state["q"].shape != self.q.shape:
+            raise ValueError("the checkpoint's GroupDRO state does not match this run's groups")
+        self.q = state["q"].clone()

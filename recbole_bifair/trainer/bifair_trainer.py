@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from recbole_bifair.errors import BiFairError, ConfigError
 from recbole_bifair.model.bifair import LossCall
-from recbole_bifair.trainer.balancing import GroupBalancer
+from recbole_bifair.trainer.balancing import GroupBalancer, OnlineGroupDRO
 from recbole_bifair.trainer.base import PluginTrainerMixin
 from recbole_bifair.trainer.hypergrad import get_hypergrad
 from recbole_bifair.trainer.meta_split import Cycle, split_meta
 
-BALANCE_MODES = ("mgda", "dro", "uniform", "none")
+BALANCE_MODES = ("mgda", "dro", "uniform", "groupdro", "none")
 E_NAME = "item_embedding.E"
 
 
@@ -58,14 +58,24 @@ def shared_gram(group_losses, present, shared):
 
 
 class Balancer:
-    """Group weights of one level: a ``GroupBalancer`` or ``none`` (weights = sample shares, so
-    that ``sum_g w_g L_g`` is the plain mean loss)."""
+    """Group weights of one level: ``mgda``/``dro``/``uniform`` (``GroupBalancer``), the GroupDRO
+    baseline's online weights (``groupdro``), or ``none``: weights = sample shares, so that
+    ``sum_g w_g L_g`` is the plain mean loss."""
 
-    def __init__(self, mode, n_groups, tau, ema, key):
+    def __init__(self, mode, n_groups, config, key):
         if mode not in BALANCE_MODES:
             raise ConfigError(f"{key} '{mode}' is unknown; use one of {', '.join(BALANCE_MODES)}")
         self.mode = mode
-        self.impl = None if mode == "none" else GroupBalancer(mode, n_groups, tau=tau, ema=ema)
+        try:
+            if mode == "none":
+                self.impl = None
+            elif mode == "groupdro":
+                self.impl = OnlineGroupDRO(n_groups, eta=config["groupdro_eta"])
+            else:
+                tau = config["dro_tau"] if mode == "dro" else config["balance_tau"]
+                self.impl = GroupBalancer(mode, n_groups, tau=tau, ema=config["balance_ema"] or 0.0)
+        except ValueError as err:
+            raise ConfigError(f"{key} '{mode}': {err} (keys balance_tau, dro_tau, balance_ema, groupdro_eta)") from None
 
     @property
     def needs_gram(self):
@@ -131,11 +141,12 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self.group_of = self.item_groups.group_of.to(self.device)
         K = self.item_groups.n_groups
         cfg = self.config
-        tau, ema = cfg["balance_tau"], cfg["balance_ema"] or 0.0
-        self.inner_balancer = Balancer(cfg["inner_balance"] or cfg["balance"], K, tau, ema,
+        self.inner_balancer = Balancer(cfg["inner_balance"] or cfg["balance"], K, cfg,
                                        "inner_balance" if cfg["inner_balance"] else "balance")
-        self.outer_balancer = Balancer(cfg["outer_balance"] or cfg["balance"], K, tau, ema,
+        self.outer_balancer = Balancer(cfg["outer_balance"] or cfg["balance"], K, cfg,
                                        "outer_balance" if cfg["outer_balance"] else "balance")
+        self.sample_weight = self._sample_weights(cfg)
+        self.variance_weight = cfg["group_variance_weight"] or 0.0
         if self.outer_on:
             self._inner_data, meta_data = split_meta(cfg, train_data)
             self._meta = Cycle(meta_data)
@@ -181,8 +192,32 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self._log_epoch(epoch_idx, stats)
         return stats["inner_loss"]
 
-    def _group_losses(self, out):
-        return group_means(out.losses, self.group_of[out.targets], self.item_groups.n_groups)
+    def _sample_weights(self, cfg):
+        """IPS baseline: per-item weights ``train_count ** -ips_alpha`` (else None)."""
+        mode = cfg["sample_weighting"] or "none"
+        if mode == "none":
+            return None
+        if mode != "ips":
+            raise ConfigError(f"sample_weighting '{mode}' is unknown; use none or ips")
+        counts = self.item_groups.train_count.double()
+        weights = torch.where(counts > 0, counts.clamp(min=1) ** -(cfg["ips_alpha"] or 1.0), 0.0)
+        return weights.float().to(self.device)
+
+    def _group_losses(self, out, inner=True):
+        """Per-group mean losses; the inner level's losses carry the IPS weights, if any."""
+        losses = out.losses
+        if inner and self.sample_weight is not None:
+            w = self.sample_weight[out.targets]
+            losses = losses * (w / w.mean())
+        return group_means(losses, self.group_of[out.targets], self.item_groups.n_groups)
+
+    def _inner_objective(self, L_g, present, lam):
+        """``sum_g lambda_g L_g`` (+ ``group_variance_weight`` * the variance of the present
+        groups' losses: the VarReg baseline)."""
+        loss = (lam * L_g).sum()
+        if self.variance_weight:
+            loss = loss + self.variance_weight * L_g[present].var(unbiased=False)
+        return loss
 
     def _bilevel_step(self, interaction, stats, epoch_idx):
         model = self.model
@@ -194,7 +229,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             raise self._nonfinite("training loss", epoch_idx)
         L_g, present, counts = self._group_losses(out)
         lam = self.inner_balancer.weights(L_g, present, counts, out.shared)
-        inner_loss = (lam * L_g).sum()
+        inner_loss = self._inner_objective(L_g, present, lam)
         grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, theta_params)]
 
@@ -238,12 +273,12 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
                 return functional_call(call, params(th, e), (batch,))
 
         def inner_loss_fn(th, e):
-            L_g, _, _ = self._group_losses(losses_at(th, e, hvp_batch))
-            return (lam * L_g).sum()
+            L_g, present, _ = self._group_losses(losses_at(th, e, hvp_batch))
+            return self._inner_objective(L_g, present, lam)
 
         def outer_loss_fn(th, e):
             out = losses_at(th, e, meta)
-            L_g, present, counts = self._group_losses(out)
+            L_g, present, counts = self._group_losses(out, inner=False)
             if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
                 outer_w["w"] = self.outer_balancer.weights(L_g, present, counts, out.shared)
             return (outer_w["w"] * L_g).sum() + self.mu * ((e - E0) ** 2).sum()
