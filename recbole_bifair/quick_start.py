@@ -82,6 +82,8 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
     run_id = f"{config['model']}-{config['dataset']}-{get_local_time()}"
+    results_dir = config["results_dir"] or "results"
+    extras = end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id)
     result = {
         "run_id": run_id,
         "model": config["model"],
@@ -95,12 +97,37 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
         "epoch_seconds": trainer.epoch_seconds,
         "total_seconds": time.time() - started,
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+        **extras,
     }
-    result_path = os.path.join(config["results_dir"] or "results", f"{run_id}.json")
+    result_path = os.path.join(results_dir, f"{run_id}.json")
     write_json_atomic(result_path, result)
     result["result_file"] = os.path.abspath(result_path)
     logger.info(set_color("result file", "yellow") + f": {result['result_file']}")
     return result
+
+
+def end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id):
+    """What a run reports beyond RecBole's metrics: the BiFair training log, the prior-unfairness
+    probe and the exported item table, for models that have an LLM item table."""
+    logger = getLogger()
+    extras = {}
+    if getattr(trainer, "epoch_stats", None):
+        extras["training_log"] = trainer.epoch_stats
+    if not hasattr(model, "item_table"):
+        return extras
+    if config["prior_probe"]:
+        from recbole_bifair.prior_probe import prior_probe
+
+        extras["prior_probe"] = prior_probe(config, model, train_data, test_data)
+        for name, metrics in extras["prior_probe"].items():
+            logger.info(set_color(f"prior probe on {name}", "yellow") + f": {metrics}")
+    if config["export_llm_emb"]:
+        from recbole_bifair.model.export import export_item_table
+
+        path = os.path.abspath(os.path.join(results_dir, f"{run_id}.llmemb"))
+        extras["llm_emb_export"] = export_item_table(model, dataset, path)
+        logger.info(set_color("refined item table", "yellow") + f": {path}")
+    return extras
 
 
 def recorded_config(config):

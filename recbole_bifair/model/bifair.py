@@ -41,13 +41,13 @@ class BiFairModel:
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        from recbole_bifair.embedding import load_item_embeddings
+        from recbole_bifair.embedding import ensure_item_embeddings, load_item_embeddings
 
         if config["loss_type"] not in ("CE", "BPR"):
             raise ConfigError(f"loss_type '{config['loss_type']}' is not supported; use CE or BPR")
-        old = self.item_embedding
-        out_dim = old.embedding_dim
-        E0 = load_item_embeddings(config, dataset)
+        out_dim = self.item_embedding.embedding_dim
+        self.llm_emb_file = ensure_item_embeddings(config)
+        E0 = load_item_embeddings(config, dataset, path=self.llm_emb_file)
         if E0.shape[0] != self.n_items:
             raise ConfigError(
                 f"llm_emb_file gives {E0.shape[0]} rows for {self.n_items} items of dataset '{config['dataset']}'"
@@ -70,6 +70,16 @@ class BiFairModel:
     @property
     def item_table(self) -> ProjectedItemTable:
         return self.item_embedding
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        saved = state_dict.get("item_embedding.E")
+        if saved is not None and saved.shape != self.item_table.E.shape:
+            raise ConfigError(
+                f"the checkpoint's LLM item table is {tuple(saved.shape)} but llm_emb_file "
+                f"({self.llm_emb_file}) gives {tuple(self.item_table.E.shape)}: load the checkpoint with "
+                f"the embedding file (and dataset) it was trained with"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def inner_parameters(self):
         """Projector and backbone: everything but ``E`` (METHOD.md: theta)."""

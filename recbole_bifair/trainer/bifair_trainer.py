@@ -119,6 +119,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             if self.outer_on else None
         )
         self.global_step = 0
+        self.epoch_stats = []  # one record per epoch: losses, group weights, ||E - E0||
         self.item_groups = None
         self.inner_balancer = self.outer_balancer = None
         self._inner_data = self._meta = None
@@ -343,7 +344,11 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             tb.add_scalar(f"BiFair/inner_weight/{g}", inner_w[g], epoch_idx)
             if stats["outer_steps"]:
                 tb.add_scalar(f"BiFair/outer_weight/{g}", outer_w[g], epoch_idx)
-        self.last_epoch_stats = {"group_loss": group_loss, "inner_weights": inner_w, "E_drift": drift}
+        record = {"epoch": epoch_idx, "inner_loss": stats["inner_loss"] / steps, "group_loss": group_loss,
+                  "inner_weights": inner_w, "E_drift": drift}
+        if stats["outer_steps"]:
+            record.update(outer_loss=stats["outer_loss"] / stats["outer_steps"], outer_weights=outer_w)
+        self.epoch_stats.append(record)
 
     # ----- checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -370,6 +375,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
     def _loop_state(self):
         state = {
             "global_step": self.global_step,
+            "epoch_stats": self.epoch_stats,
             "outer_optimizer": self.outer_optimizer.state_dict() if self.outer_optimizer else None,
             "inner_balancer": self.inner_balancer.state_dict() if self.inner_balancer else None,
             "outer_balancer": self.outer_balancer.state_dict() if self.outer_balancer else None,
@@ -389,6 +395,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         state = checkpoint.get("bifair")
         if state:
             self.global_step = state["global_step"]
+            self.epoch_stats = list(state.get("epoch_stats", []))
             if self.outer_optimizer and state["outer_optimizer"]:
                 self.outer_optimizer.load_state_dict(state["outer_optimizer"])
             self._resumed_state = state  # balancers and loaders exist only after _setup
