@@ -17,6 +17,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_bifair.compat import load_checkpoint
 from recbole_bifair.config import BiFairConfig
+from recbole_bifair.fairness import end_of_run_report, validate_group_config
 from recbole_bifair.fileio import write_json_atomic
 from recbole_bifair.utils import get_model, get_trainer
 
@@ -71,6 +72,7 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
     dataset, (train_data, valid_data, test_data), model, trainer = prepare_run(config)
     logger.info(dataset)
     logger.info(model)
+    validate_group_config(config, train_data._dataset)  # fail now, not after a long training
     if config["resume_checkpoint"]:
         trainer.resume_checkpoint(config["resume_checkpoint"])
 
@@ -83,7 +85,8 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
 
     run_id = f"{config['model']}-{config['dataset']}-{get_local_time()}"
     results_dir = config["results_dir"] or "results"
-    extras = end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id)
+    extras = end_of_run_report(config, trainer, test_data, results_dir, run_id)
+    extras.update(end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id))
     result = {
         "run_id": run_id,
         "model": config["model"],

@@ -1,15 +1,17 @@
 """What every trainer run through the plugin gets, stock RecBole trainers included."""
 
-from recbole_bifair.compat import CheckpointLoadingMixin, SafeCollector
+from recbole_bifair.compat import CheckpointLoadingMixin
+from recbole_bifair.fairness.collector import FairnessCollector
 
 
 class PluginTrainerMixin(CheckpointLoadingMixin):
-    """Checkpoint loading that works under torch 2.13, a collector that does not crash, and the
-    seconds of every training epoch (``epoch_seconds``) for the run's result file."""
+    """Checkpoint loading that works under torch 2.13, the collector of the item-group metrics
+    (which also fixes RecBole's crashing one), and the seconds of every training epoch
+    (``epoch_seconds``) for the run's result file."""
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.eval_collector = SafeCollector(config)
+        self.eval_collector = FairnessCollector(config)
         self.epoch_seconds = []
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):

