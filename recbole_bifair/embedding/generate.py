@@ -1,0 +1,96 @@
+"""Make sure a run has its item embedding file: reuse it, or generate it from the item texts.
+
+A generated file is reused when its metadata ``cache_key`` matches the current inputs: the item
+texts (tokens included), the encoder's weights (fingerprint), pooling, normalisation, maximum
+length and dtype. Anything else (batch size, progress bar) does not change the vectors.
+"""
+
+import hashlib
+import json
+import os
+import time
+from logging import getLogger
+
+from recbole_bifair.embedding.encoder import TextEncoder, resolve_device, resolve_dtype, resolve_encoder
+from recbole_bifair.embedding.feature_file import check_header, read_metadata, write_feature_file
+from recbole_bifair.embedding.item_text import build_item_texts
+from recbole_bifair.embedding.options import EmbeddingOptions, config_value, embedding_dir, show_progress, slug
+
+FORMAT_VERSION = 1
+
+
+def default_embedding_path(config):
+    """``<llm_emb_dir>/<dataset>/<dataset>.<encoder>.llmemb`` (never inside the dataset folder:
+    RecBole always reads ml-100k from its own wheel, RECBOLE.md item 8)."""
+    dataset = config["dataset"]
+    spec = resolve_encoder(EmbeddingOptions.from_config(config).encoder)
+    return os.path.join(embedding_dir(config), dataset, f"{dataset}.{slug(spec.name)}.llmemb")
+
+
+def ensure_item_embeddings(config):
+    """Path of the run's item embedding file.
+
+    ``llm_emb_file`` naming an existing file: its header is checked and the file is used as it
+    is (``load_item_embeddings`` validates every line). Otherwise the file, at ``llm_emb_file``
+    or at ``default_embedding_path(config)``, is generated (or reused from the cache).
+    """
+    path = config_value(config, "llm_emb_file")
+    if path and os.path.exists(path):
+        check_header(path)
+        return path
+    return generate_item_embeddings(config, path or default_embedding_path(config))
+
+
+def generate_item_embeddings(config, output):
+    """Encode the items of the run's dataset into ``output``; reuse it when the cache key matches.
+
+    The progress bar follows RecBole's ``show_progress``.
+    """
+    logger = getLogger()
+    options = EmbeddingOptions.from_config(config)
+    spec = resolve_encoder(options.encoder)
+    items = build_item_texts(config, options.fields, options.template)
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    key_inputs = {
+        "format": FORMAT_VERSION,
+        "texts": items.digest(),
+        "encoder": spec.fingerprint(),
+        "pooling": options.pooling,
+        "normalize": options.normalize,
+        "max_length": options.max_length,
+        "dtype": str(dtype),
+        "trust_remote_code": options.trust_remote_code,
+    }
+    cache_key = hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()
+    metadata = read_metadata(output)
+    if os.path.isfile(output) and metadata and metadata.get("cache_key") == cache_key:
+        logger.info(f"Item embeddings: reusing {output} (same item texts and encoder settings)")
+        return output
+
+    logger.info(f"Item embeddings: encoding {len(items.texts)} items of {items.item_file} with {spec.name} into {output}")
+    started = time.time()
+    encoder = TextEncoder(spec, options.pooling, options.max_length, device, options.dtype, options.trust_remote_code)
+    vectors = encoder.encode(items.texts, options.batch_size, options.normalize, progress=show_progress(config))
+    seconds = time.time() - started
+    write_feature_file(output, items.tokens, vectors, {
+        "format": FORMAT_VERSION,
+        "dataset": config["dataset"],
+        "item_file": os.path.abspath(items.item_file),
+        "encoder": spec.name,
+        "encoder_source": spec.source,
+        "pooling": encoder.pooling,
+        "normalize": options.normalize,
+        "max_length": encoder.max_length,
+        "dtype": str(encoder.dtype).replace("torch.", ""),
+        "device": str(encoder.device),
+        "fields": list(items.fields),
+        "template": items.template,
+        "text_hash": items.digest(),
+        "cache_key": cache_key,
+        "seconds": round(seconds, 3),
+        "items_per_second": round(len(items.texts) / seconds, 1) if seconds > 0 else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    logger.info(f"Item embeddings: {len(items.texts)} x {vectors.shape[1]} written to {output} in {seconds:.1f} s")
+    return output
