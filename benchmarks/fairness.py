@@ -99,22 +99,14 @@ def run_one(method, seed, profile, workdir, threads):
 
 def item_split_unfairness(result_file):
     """Group NDCG@k of the same test rankings under the equal-item-count popularity split."""
-    import numpy as np
-    import pandas as pd
-
     from recbole_bifair.fairness.groups import ItemGroups
+    from recbole_bifair.fairness.rankings import load_rankings
     from recbole_bifair.fairness.report import GroupReport
 
     stem = result_file[: -len(".json")]
-    items = pd.read_csv(stem + ".item_groups.csv")
-    ranks = pd.read_csv(stem + ".rankings.csv")
-    tokens = np.concatenate([["[PAD]"], items["item"].astype(str).to_numpy()])
-    counts = np.concatenate([[0], items["train_count"].to_numpy()])
-    groups = ItemGroups.popularity(counts, GROUPS, "items", tokens)
-    index = {t: i for i, t in enumerate(tokens)}
-    topk = np.array([[index[t] for t in str(row).split()][:TOPK] for row in ranks["topk"]])
-    positives = np.array([index[str(t)] for t in ranks["target"]])
-    report = GroupReport(groups, topk, positives, [TOPK])
+    groups, topk, positives = load_rankings(stem + ".rankings.csv", stem + ".item_groups.csv")
+    by_items = ItemGroups.popularity(groups.train_count.numpy(), GROUPS, "items", groups.item_tokens)
+    report = GroupReport(by_items, topk, positives, [TOPK])
     return report.by_group[f"ndcg@{TOPK}"].tolist(), report.unfairness()[f"ndcg@{TOPK}"]
 
 

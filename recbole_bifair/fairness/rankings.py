@@ -1,0 +1,78 @@
+"""Rankings and item groups as CSV files, so that anyone can recompute the metrics."""
+
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+from recbole_bifair.errors import DataError
+from recbole_bifair.fairness.groups import PADDING_GROUP, ItemGroups, write_item_groups_csv
+from recbole_bifair.fileio import atomic_path
+
+
+def rankings_frame(struct, dataset):
+    """One row per evaluated row: ``user`` token, ``target`` (ground-truth item token(s)) and
+    ``topk`` (recommended item tokens, best first), token lists separated by spaces."""
+    groups = struct.get("data.item_groups")
+    tokens = groups.item_tokens
+    topk_items = struct.get("rec.items").numpy()
+    positives = struct.get("rec.positives").numpy()
+    users = struct.get("rec.users").numpy()
+    user_tokens = np.asarray(dataset.field2id_token[dataset.uid_field], dtype=object)[users]
+
+    order = np.argsort(positives[:, 0], kind="stable")
+    rows, items = positives[order, 0], positives[order, 1]
+    bounds = np.searchsorted(rows, np.arange(len(topk_items) + 1))
+    targets = [" ".join(tokens[items[bounds[r]:bounds[r + 1]]]) for r in range(len(topk_items))]
+    return pd.DataFrame({
+        "user": user_tokens,
+        "target": targets,
+        "topk": [" ".join(row) for row in tokens[topk_items]],
+    })
+
+
+def save_rankings(run_dir, run_id, struct, dataset):
+    """Write ``<run_dir>/<run_id>.rankings.csv`` and ``<run_id>.item_groups.csv`` atomically;
+    return both absolute paths."""
+    rankings_path = os.path.join(run_dir, f"{run_id}.rankings.csv")
+    groups_path = os.path.join(run_dir, f"{run_id}.item_groups.csv")
+    frame = rankings_frame(struct, dataset)
+    with atomic_path(rankings_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    write_item_groups_csv(groups_path, struct.get("data.item_groups"))
+    return os.path.abspath(rankings_path), os.path.abspath(groups_path)
+
+
+def load_rankings(rankings_path, item_groups_path):
+    """Read back what ``save_rankings`` wrote: ``(item_groups, topk_items, positives)``, ready for
+    ``GroupReport`` (or for regrouping with ``ItemGroups.popularity(groups.train_count, ...)``).
+
+    Item ids are re-derived from the order of the item groups file (row i is id i + 1), so they
+    need not be RecBole's. Groups are in natural name order (pop2 before pop10).
+    """
+    items = pd.read_csv(item_groups_path, dtype={"item": str, "group": str})
+    rankings = pd.read_csv(rankings_path, dtype=str, keep_default_na=False)
+    tokens = np.concatenate([["[PAD]"], items["item"].to_numpy()]).astype(object)
+    index = {token: i for i, token in enumerate(tokens)}
+    names = sorted(items["group"].unique(), key=_natural_key)
+    group_id = {name: g for g, name in enumerate(names)}
+    group_of = [PADDING_GROUP] + [group_id[name] for name in items["group"]]
+    train_count = np.concatenate([[0], items["train_count"].to_numpy()])
+    groups = ItemGroups("loaded", names, group_of, train_count, tokens, f"loaded from {item_groups_path}")
+
+    def ids(text, row, column):
+        try:
+            return [index[token] for token in text.split()]
+        except KeyError as err:
+            raise DataError(f"{rankings_path} row {row + 2}, column {column}: item {err} is not in "
+                            f"{item_groups_path}; use the two files of the same run") from None
+
+    topk_items = np.array([ids(text, r, "topk") for r, text in enumerate(rankings["topk"])], dtype=np.int64)
+    positives = np.array([(r, item) for r, text in enumerate(rankings["target"]) for item in ids(text, r, "target")],
+                         dtype=np.int64).reshape(-1, 2)
+    return groups, topk_items, positives
+
+
+def _natural_key(name):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

@@ -1,0 +1,260 @@
+"""Per-group accuracy, exposure and unfairness: one computation, like fairlearn's MetricFrame.
+
+``GroupReport`` computes ``by_group`` (a DataFrame, one row per item group) and ``overall`` once;
+everything else (``unfairness()``, the registered metrics, the logged table, the JSON and the
+figure) is read from them.
+
+Definitions (METHOD.md section 2):
+
+- Every evaluated row (a user, or a test sample of sequential data) has one or more ground-truth
+  items. Row ``r`` counts for group ``g`` when one of its ground-truth items is in ``g``; its
+  ``ndcg/recall/hit@k`` for ``g`` are RecBole's formulas with only its ground-truth items of ``g``
+  as relevant. ``U_g`` is the mean over the rows that count for ``g``. With one ground-truth item
+  per row (leave-one-out) this is "the mean over users whose ground-truth item is in g"; with a
+  single group it is RecBole's NDCG/Recall/Hit exactly.
+- ``exposure@k``: the group's share of all top-k slots (padding never counts), so the shares sum
+  to 1. ``train_share`` / ``item_share``: the group's share of training interactions / of items.
+- Unfairness of ``U`` over the groups that have evaluated rows: ``gap = max - min``,
+  ``cv = std / mean`` (population std), ``min_mean = min / mean`` (1 is fair). When every
+  ``U_g`` is 0 the groups are equal: ``cv = 0``, ``min_mean = 1``. A group without evaluated rows
+  has ``n_users = 0`` and no ``U_g``; it is left out of these figures and named in
+  ``excluded_groups``.
+- Exposure disparity: the total variation distance between exposure shares and training
+  interaction shares, ``0.5 * sum_g |exposure_g - train_share_g|`` (``vs_items``: against item
+  shares); 0 when exposure is proportional, 1 at most. Every group takes part.
+"""
+
+import math
+import os
+from logging import getLogger
+
+import numpy as np
+import pandas as pd
+from recbole.utils import EvaluatorType
+
+from recbole_bifair.fairness import plots
+from recbole_bifair.fairness.groups import PADDING_GROUP
+from recbole_bifair.fairness.rankings import save_rankings
+
+ACCURACY = ("ndcg", "recall", "hit")
+REPORT_KEY = "fairness.report"
+
+
+class GroupReport:
+    """Per-group metrics of one evaluation.
+
+    Args:
+        item_groups: :class:`~recbole_bifair.fairness.groups.ItemGroups`.
+        topk_items: ``(n_rows, >= max(topk))`` recommended internal item ids, best first.
+        positives: ``(n_pairs, 2)`` pairs ``(row, item id)`` of ground-truth items.
+        topk: list of cut-offs k.
+    """
+
+    def __init__(self, item_groups, topk_items, positives, topk):
+        self.item_groups = item_groups
+        self.topk = sorted(int(k) for k in (topk if isinstance(topk, (list, tuple)) else [topk]))
+        topk_items = np.asarray(topk_items, dtype=np.int64)
+        positives = np.asarray(positives, dtype=np.int64)
+        if positives.ndim != 2 or positives.shape[1] != 2:
+            raise ValueError(f"positives must be (row, item id) pairs of shape (n, 2), not {positives.shape}")
+        if topk_items.ndim != 2 or topk_items.shape[1] < max(self.topk):
+            raise ValueError(f"top-k lists of shape {topk_items.shape} do not hold the {max(self.topk)} items topk asks for")
+        topk_items = topk_items[:, :max(self.topk)]
+        # A repeated pair is one relevant item, as in RecBole's positive matrix.
+        positives = np.unique(positives, axis=0)
+        self.n_rows = len(topk_items)
+        self.by_group, self.overall = self._compute(topk_items, positives)
+
+    @classmethod
+    def from_struct(cls, struct, topk):
+        """From the data struct of a :class:`~recbole_bifair.fairness.collector.FairnessCollector`."""
+        return cls(struct.get("data.item_groups"), struct.get("rec.items").numpy(),
+                   struct.get("rec.positives").numpy(), topk)
+
+    @property
+    def metric_columns(self):
+        return [f"{m}@{k}" for m in ACCURACY for k in self.topk]
+
+    @property
+    def exposure_columns(self):
+        return [f"exposure@{k}" for k in self.topk]
+
+    def _compute(self, topk_items, positives):
+        groups = self.item_groups
+        group_of = groups.group_of.numpy()
+        n_groups, n_items = groups.n_groups, groups.n_items
+        # (row, item) pairs as one integer each, so that membership is one vectorised isin.
+        is_pos = np.isin(np.arange(self.n_rows)[:, None] * n_items + topk_items,
+                         positives[:, 0] * n_items + positives[:, 1])
+        rec_group = group_of[topk_items]
+        pos_rows, pos_group = positives[:, 0], group_of[positives[:, 1]]
+
+        rows = []
+        for g in range(n_groups):
+            pos_len = np.bincount(pos_rows[pos_group == g], minlength=self.n_rows)
+            rows.append(_accuracy(is_pos & (rec_group == g), pos_len, self.topk))
+        overall = _accuracy(is_pos, np.bincount(pos_rows, minlength=self.n_rows), self.topk)
+
+        by_group = pd.DataFrame({
+            "group": groups.names,
+            "n_items": groups.items_per_group(),
+            "n_train": groups.train_per_group(),
+            "n_users": [row["n_users"] for row in rows],
+        })
+        for column in self.metric_columns:
+            by_group[column] = [row[column] for row in rows]
+        for k in self.topk:
+            slots = rec_group[:, :k]
+            counts = np.bincount(slots[slots != PADDING_GROUP], minlength=n_groups)
+            by_group[f"exposure@{k}"] = counts / counts.sum()
+        by_group["train_share"] = by_group["n_train"] / by_group["n_train"].sum()
+        by_group["item_share"] = by_group["n_items"] / by_group["n_items"].sum()
+
+        overall_row = {"group": "overall", "n_items": int(by_group["n_items"].sum()),
+                       "n_train": int(by_group["n_train"].sum()), "n_users": self.n_rows}
+        overall_row.update({c: overall[c] for c in self.metric_columns})
+        overall_row.update({c: 1.0 for c in self.exposure_columns + ["train_share", "item_share"]})
+        return by_group, pd.Series(overall_row)
+
+    @property
+    def excluded_groups(self):
+        """Groups without evaluated rows: no accuracy, left out of gap / cv / min_mean."""
+        return self.by_group.loc[self.by_group["n_users"] == 0, "group"].tolist()
+
+    def unfairness(self):
+        """``{"ndcg@10": {"gap", "cv", "min_mean", "excluded_groups"}, ...,
+        "exposure@10": {"vs_interactions", "vs_items"}, ...}``, all derived from ``by_group``."""
+        evaluated = self.by_group[self.by_group["n_users"] > 0]
+        result = {}
+        for column in self.metric_columns:
+            result[column] = dict(spread(evaluated[column].to_numpy()), excluded_groups=self.excluded_groups)
+        for column in self.exposure_columns:
+            exposure = self.by_group[column].to_numpy()
+            result[column] = {
+                "vs_interactions": total_variation(exposure, self.by_group["train_share"].to_numpy()),
+                "vs_items": total_variation(exposure, self.by_group["item_share"].to_numpy()),
+            }
+        return result
+
+    def to_json(self):
+        """``{"group_report": [row, ...], "group_unfairness": {...}, "group_overall": row}`` with
+        NaN (a group without evaluated rows) written as null."""
+        return {
+            "group_report": [_clean(row) for row in self.by_group.to_dict(orient="records")],
+            "group_unfairness": _clean(self.unfairness()),
+            "group_overall": _clean(self.overall.to_dict()),
+            "item_groups": self.item_groups.description,
+        }
+
+    def format_table(self):
+        """The per-group table and its unfairness lines, as printed (4 decimals)."""
+        table = pd.concat([self.by_group, self.overall.to_frame().T], ignore_index=True)
+        lines = [f"item groups: {self.item_groups.description}",
+                 table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a")]
+        for column, figures in self.unfairness().items():
+            lines.append(f"{column}: " + ", ".join(
+                f"{name} {value:.4f}" for name, value in figures.items() if name != "excluded_groups"))
+        if self.excluded_groups:
+            lines.append(f"groups with n_users = 0 (no evaluated user; accuracy n/a and excluded from "
+                         f"gap, cv and min_mean): {', '.join(self.excluded_groups)}")
+        return "\n".join(lines)
+
+    def log_table(self, logger):
+        logger.info("per-group evaluation\n" + self.format_table())
+
+
+def _accuracy(hits, pos_len, topk):
+    """RecBole's NDCG / Recall / Hit (recbole/evaluator/metrics.py) averaged over rows with
+    ``pos_len > 0``; ``hits``: ``(n_rows, max k)`` bool, ``pos_len``: ``(n_rows,)``."""
+    evaluated = pos_len > 0
+    hits, pos_len = hits[evaluated], pos_len[evaluated]
+    n_users = int(evaluated.sum())
+    result = {"n_users": n_users}
+    if n_users == 0:
+        result.update({f"{m}@{k}": np.nan for m in ACCURACY for k in topk})
+        return result
+    width = hits.shape[1]
+    discount = 1.0 / np.log2(np.arange(2, width + 2))
+    dcg = np.cumsum(hits * discount, axis=1)
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])
+    n_hits = np.cumsum(hits, axis=1)
+    for k in topk:
+        idcg = ideal[np.minimum(pos_len, k)]
+        result[f"ndcg@{k}"] = float(np.mean(dcg[:, k - 1] / idcg))
+        result[f"recall@{k}"] = float(np.mean(n_hits[:, k - 1] / pos_len))
+        result[f"hit@{k}"] = float(np.mean(n_hits[:, k - 1] > 0))
+    return result
+
+
+def spread(values):
+    """``gap``, ``cv`` and ``min_mean`` of per-group utilities (see the module docstring)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return {"gap": math.nan, "cv": math.nan, "min_mean": math.nan}
+    mean = values.mean()
+    if mean == 0:
+        return {"gap": 0.0, "cv": 0.0, "min_mean": 1.0}
+    return {"gap": float(values.max() - values.min()), "cv": float(values.std() / mean),
+            "min_mean": float(values.min() / mean)}
+
+
+def report_of(struct, topk):
+    """The GroupReport of one evaluation's data struct, computed once and kept in the struct, so
+    that every metric and the end-of-run report read the same object."""
+    if REPORT_KEY not in struct:
+        if "rec.positives" not in struct or "data.item_groups" not in struct:
+            raise RuntimeError(
+                "item-group metrics and reports need recbole_bifair.fairness.FairnessCollector as the "
+                "trainer's eval_collector, after its data_collect(train_data) (trainer.fit does it)"
+            )
+        struct.set(REPORT_KEY, GroupReport.from_struct(struct, topk))
+    return struct.get(REPORT_KEY)
+
+
+def total_variation(shares, reference):
+    return float(0.5 * np.abs(np.asarray(shares) - np.asarray(reference)).sum())
+
+
+def _clean(value):
+    """JSON-ready copy: numpy scalars to Python, NaN to None."""
+    if isinstance(value, dict):
+        return {key: _clean(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def end_of_run_report(config, trainer, test_data, run_dir, run_id):
+    """Per-group report of the test evaluation that ``trainer.evaluate(test_data)`` just ran.
+
+    Logs the table, writes ``<run_dir>/<run_id>.groups.png`` (and, with ``save_rankings: true``,
+    ``<run_id>.rankings.csv`` and ``<run_id>.item_groups.csv``), and returns the entries for the
+    run's result JSON: ``group_report``, ``group_unfairness``, ``group_overall``, ``item_groups``,
+    ``group_figure`` and ``rankings_file`` / ``item_groups_file`` (paths or None). Value-based
+    evaluations (no top-k lists) return ``{}``.
+    """
+    logger = getLogger()
+    if config["eval_type"] != EvaluatorType.RANKING:
+        logger.info("per-group report skipped: the evaluation is value-based, it has no top-k lists")
+        return {}
+    struct = getattr(trainer.eval_collector, "last_struct", None)
+    if struct is None:
+        raise RuntimeError("trainer.eval_collector must be a FairnessCollector that has evaluated test_data")
+    if len(struct.get("rec.items")) != test_data.sample_size:
+        raise RuntimeError(f"the last evaluation has {len(struct.get('rec.items'))} rows, "
+                           f"test_data {test_data.sample_size}: call this right after trainer.evaluate(test_data)")
+    report = report_of(struct, config["topk"])
+    report.log_table(logger)
+    result = report.to_json()
+    figure_path = os.path.join(run_dir, f"{run_id}.groups.png")
+    result["group_figure"] = plots.save_group_figure(
+        report.by_group, report.topk, figure_path, title=f"{run_id}: {report.item_groups.description}")
+    result["rankings_file"] = result["item_groups_file"] = None
+    if config["save_rankings"]:
+        paths = save_rankings(run_dir, run_id, struct, test_data._dataset)
+        result["rankings_file"], result["item_groups_file"] = paths
+    return result
