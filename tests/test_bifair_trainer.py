@@ -113,14 +113,20 @@ def test_nan_in_training_names_the_key_and_keeps_the_last_good_checkpoint(setup)
     assert torch.isfinite(kept["item_embedding.projector.0.weight"]).all()
 
 
-def test_shared_gram_equals_per_group_gradients_computed_one_by_one():
+@pytest.mark.parametrize("with_logits", [True, False])
+def test_shared_gram_equals_per_group_gradients_computed_one_by_one(with_logits):
+    """The closed form (CE) and the autograd fallback (other losses) against K explicit backwards."""
+    from recbole_bifair.model.bifair import TargetLosses
     from recbole_bifair.trainer.bifair_trainer import group_means, shared_gram
 
     torch.manual_seed(0)
     S = torch.randn(6, 4, requires_grad=True)
     V = torch.randn(5, 4, requires_grad=True)
-    losses = torch.nn.functional.cross_entropy(S @ V.T, torch.tensor([0, 1, 2, 3, 4, 0]), reduction="none")
-    L_g, present, counts = group_means(losses, torch.tensor([0, 0, 2, 2, 2, 0]), 3)
+    logits = S @ V.T
+    losses = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3, 4, 0]), reduction="none")
+    losses = losses * torch.tensor([1.0, 2.0, 0.5, 1.0, 1.5, 1.0])  # per-target weights, as IPS makes them
+    group_ids = torch.tensor([0, 0, 2, 2, 2, 0])
+    L_g, present, counts = group_means(losses, group_ids, 3)
     assert present.tolist() == [True, False, True] and counts.tolist() == [3, 0, 3]
     rows = []
     for g in range(3):
@@ -130,4 +136,5 @@ def test_shared_gram_equals_per_group_gradients_computed_one_by_one():
         else:
             rows.append(torch.zeros(S.numel() + V.numel()))
     expected = torch.stack(rows) @ torch.stack(rows).T
-    torch.testing.assert_close(shared_gram(L_g, present, (S, V)), expected)
+    out = TargetLosses(losses, None, (S, V), logits if with_logits else None)
+    torch.testing.assert_close(shared_gram(out, losses, group_ids, present, counts), expected)

@@ -13,6 +13,7 @@ backbones that do not predict the last item (BERT4Rec) override it.
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,8 @@ class TargetLosses:
 
     losses: torch.Tensor  # [N] one loss per predicted target
     targets: torch.Tensor  # [N] internal item id of each target
-    shared: tuple  # tensors shared by all groups' losses (MGDA's Gram matrix is taken on them)
+    shared: tuple  # (S [N, d] target representations, V item table): shared by all groups' losses
+    logits: Optional[torch.Tensor] = None  # [N, n_items] scores S V^T (+ bias) under CE, else None
 
 
 class BiFairModel:
@@ -96,6 +98,7 @@ class BiFairModel:
         targets = interaction[self.POS_ITEM_ID]
         with self.item_embedding.scope() as V:
             seq_output = self.forward(item_seq, item_seq_len)
+            logits = None
             if self.loss_type == "CE":
                 logits = seq_output @ V[: self.n_items].T
                 losses = F.cross_entropy(logits, targets, reduction="none")
@@ -103,7 +106,7 @@ class BiFairModel:
                 neg = interaction[self.NEG_ITEM_ID]
                 diff = (seq_output * (V[targets] - V[neg])).sum(-1)
                 losses = -F.logsigmoid(diff)
-        return TargetLosses(losses, targets, (seq_output, V))
+        return TargetLosses(losses, targets, (seq_output, V), logits)
 
 
 class LossCall(nn.Module):

@@ -16,6 +16,7 @@ With ``bifair: False`` the model is the LLM-enhanced baseline and this trainer i
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,18 +44,54 @@ def group_means(losses, group_ids, n_groups):
     return sums / counts.clamp(min=1), counts > 0, counts
 
 
-def shared_gram(group_losses, present, shared):
-    """Gram matrix of the per-group gradients w.r.t. the shared tensors (MGDA).
+def shared_gram(out, losses, group_ids, present, counts):
+    """Gram matrix of the per-group gradients w.r.t. the scoring layer's inputs (MGDA).
 
-    One batched backward (``is_grads_batched``: a vmap over the K groups) through the scoring
-    layer only, not through the whole model. Absent groups get zero rows.
+    The shared quantity is (S, V): the target representations and the item table that every
+    group's loss reads. Under CE, with R = dl/dlogits (one row per target, from one backward
+    through the loss only) and W[i, g] = [i in g] / n_g, the gradients are closed-form:
+
+        dL_g/dV = (W[:, g] * R)^T S,      <dL_a/dS, dL_b/dS> = [a = b] sum_i W[i, a]^2 ||R_i V||^2,
+
+    which costs K matmuls of the size of the logits' backward instead of K backward passes.
+    ``losses`` are the per-target losses the level uses (IPS-weighted or not). Other losses
+    (BPR) fall back to one autograd pass per group. Absent groups get zero rows.
     """
-    K = group_losses.shape[0]
-    selectors = torch.diag(present.to(group_losses.dtype))
-    grads = torch.autograd.grad(group_losses, shared, grad_outputs=selectors, retain_graph=True,
-                                allow_unused=True, is_grads_batched=True)
-    G = torch.cat([g.reshape(K, -1) for g in grads if g is not None], dim=1)
+    K = counts.shape[0]
+    S, V = out.shared
+    if out.logits is None:
+        return _gram_by_autograd(out, losses, group_ids, present, counts)
+    (R,) = torch.autograd.grad(losses.sum(), out.logits, retain_graph=True)
+    R, S, Vi = R.detach(), S.detach(), V.detach()[: R.shape[1]]
+    W = torch.zeros(len(group_ids), K, dtype=R.dtype, device=R.device)
+    W[torch.arange(len(group_ids), device=R.device), group_ids] = 1.0 / counts.clamp(min=1)[group_ids].to(R.dtype)
+    M = torch.stack([(R * W[:, g : g + 1]).T @ S for g in range(K)]).flatten(1)  # [K, n_items * d]
+    s_part = (W ** 2).T @ ((R @ Vi) ** 2).sum(1)
+    return M @ M.T + torch.diag(s_part)
+
+
+def _gram_by_autograd(out, losses, group_ids, present, counts):
+    L_g, _, _ = group_means(losses, group_ids, counts.shape[0])
+    rows = []
+    for g in range(counts.shape[0]):
+        if present[g]:
+            grads = torch.autograd.grad(L_g[g], out.shared, retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([(d if d is not None else torch.zeros_like(t)).reshape(-1)
+                                   for d, t in zip(grads, out.shared)]))
+        else:
+            rows.append(None)
+    width = next(r for r in rows if r is not None).numel()
+    G = torch.stack([r if r is not None else L_g.new_zeros(width) for r in rows]).detach()
     return G @ G.T
+
+
+@dataclass
+class GroupedLosses:
+    means: torch.Tensor  # [K] L_g
+    present: torch.Tensor  # [K] whether group g has targets in the batch
+    counts: torch.Tensor  # [K] its number of targets
+    group_ids: torch.Tensor  # [N] group of each target
+    losses: torch.Tensor  # [N] the per-target losses the means are taken of
 
 
 class Balancer:
@@ -81,10 +118,12 @@ class Balancer:
     def needs_gram(self):
         return self.impl is not None and self.impl.needs_gram
 
-    def weights(self, group_losses, present, counts, shared=None):
+    def weights(self, grouped, out=None):
+        """Weights for ``grouped`` (a ``GroupedLosses``) of the targets in ``out``."""
+        group_losses, present, counts = grouped.means, grouped.present, grouped.counts
         if self.impl is None:
             return (counts / counts.sum()).to(group_losses.dtype)
-        gram = shared_gram(group_losses, present, shared).detach() if self.needs_gram else None
+        gram = shared_gram(out, grouped.losses, grouped.group_ids, present, counts) if self.needs_gram else None
         return self.impl.weights(group_losses.detach(), present, gram).to(group_losses.dtype)
 
     def state_dict(self):
@@ -210,7 +249,9 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         if inner and self.sample_weight is not None:
             w = self.sample_weight[out.targets]
             losses = losses * (w / w.mean())
-        return group_means(losses, self.group_of[out.targets], self.item_groups.n_groups)
+        group_ids = self.group_of[out.targets]
+        means, present, counts = group_means(losses, group_ids, self.item_groups.n_groups)
+        return GroupedLosses(means, present, counts, group_ids, losses)
 
     def _inner_objective(self, L_g, present, lam):
         """``sum_g lambda_g L_g`` (+ ``group_variance_weight`` * the variance of the present
@@ -228,8 +269,9 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         out = model.target_losses(interaction)
         if not torch.isfinite(out.losses).all():
             raise self._nonfinite("training loss", epoch_idx)
-        L_g, present, counts = self._group_losses(out)
-        lam = self.inner_balancer.weights(L_g, present, counts, out.shared)
+        grouped = self._group_losses(out)
+        L_g, present = grouped.means, grouped.present
+        lam = self.inner_balancer.weights(grouped, out)
         inner_loss = self._inner_objective(L_g, present, lam)
         grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, theta_params)]
@@ -274,15 +316,15 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
                 return functional_call(call, params(th, e), (batch,))
 
         def inner_loss_fn(th, e):
-            L_g, present, _ = self._group_losses(losses_at(th, e, hvp_batch))
-            return self._inner_objective(L_g, present, lam)
+            grouped = self._group_losses(losses_at(th, e, hvp_batch))
+            return self._inner_objective(grouped.means, grouped.present, lam)
 
         def outer_loss_fn(th, e):
             out = losses_at(th, e, meta)
-            L_g, present, counts = self._group_losses(out, inner=False)
+            grouped = self._group_losses(out, inner=False)
             if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
-                outer_w["w"] = self.outer_balancer.weights(L_g, present, counts, out.shared)
-            return (outer_w["w"] * L_g).sum() + self.mu * ((e - E0) ** 2).sum()
+                outer_w["w"] = self.outer_balancer.weights(grouped, out)
+            return (outer_w["w"] * grouped.means).sum() + self.mu * ((e - E0) ** 2).sum()
 
         kwargs = {}
         if self.hypergrad_name != "exact":  # exact differentiates through its own inner gradient

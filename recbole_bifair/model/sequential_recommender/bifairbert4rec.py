@@ -28,6 +28,7 @@ class BiFairBERT4Rec(BiFairModel, BERT4Rec):
             keep = (masked_index > 0).view(-1)
             out = masked_output.view(-1, masked_output.size(-1))[keep]
             targets = pos_items.view(-1)[keep]
+            logits = None
             if self.loss_type == "CE":
                 logits = out @ V[: self.n_items].T + self.output_bias
                 losses = F.cross_entropy(logits, targets, reduction="none")
@@ -35,4 +36,4 @@ class BiFairBERT4Rec(BiFairModel, BERT4Rec):
                 neg = interaction[self.NEG_ITEMS].view(-1)[keep]
                 diff = (out * (V[targets] - V[neg])).sum(-1) + self.output_bias[targets] - self.output_bias[neg]
                 losses = -torch.log(1e-14 + torch.sigmoid(diff))
-        return TargetLosses(losses, targets, (seq_output, V))
+        return TargetLosses(losses, targets, (out, V), logits)

@@ -1,0 +1,183 @@
+"""What BiFair costs (shared/docs/BENCHMARK.md part B; issue targets: default <= 2x, first_order
+<= 1.3x the LLM-enhanced baseline's seconds per training epoch; evaluation <= 1.2x SASRec's).
+
+    python benchmarks/cost.py ml100k      # ratios on ml-100k, alternating rounds, peak memory
+    python benchmarks/cost.py synthetic   # 100k items with 1024-d vectors, and scaling
+    python benchmarks/cost.py profile     # where one BiFair epoch spends its time
+
+Every measurement is one child process (fresh memory, so its peak RSS is its own) that builds
+the data, the model and the trainer exactly as ``run_recbole_bifair.py`` does and times
+``trainer._train_epoch`` (the code a run executes) and one full-ranking evaluation of the test
+split. Variants alternate within a round so that a load change of the machine hits all of them.
+Results go to ``benchmarks/results/cost-<part>.md`` / ``.json``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+WORK = os.path.join(REPO, "benchmarks", "work", "cost")
+RESULTS = os.path.join(REPO, "benchmarks", "results")
+
+BASE = {"dataset": "ml-100k", "show_progress": False, "state": "WARNING", "seed": 2020,
+        "llm_emb_fields": "movie_title,release_year,class",
+        "llm_emb_dir": os.path.join(REPO, "benchmarks", "work", "embeddings"),
+        "metrics": ["NDCG", "Recall"], "valid_metric": "NDCG@10", "prior_probe": False}
+
+ML100K_VARIANTS = {
+    "SASRec (ID)": {"model": "SASRec"},
+    "LLM-SASRec": {"model": "BiFairSASRec", "bifair": False},
+    "BiFair finite_difference (default)": {"model": "BiFairSASRec"},
+    "BiFair first_order": {"model": "BiFairSASRec", "hypergrad": "first_order"},
+    "BiFair exact": {"model": "BiFairSASRec", "hypergrad": "exact"},
+    "BiFair finite_difference, outer_interval 1, full-size meta/HVP batches":
+        {"model": "BiFairSASRec", "meta_batch_size": 2048, "hvp_batch_size": None},
+    "BiFair finite_difference, outer_interval 4": {"model": "BiFairSASRec", "outer_interval": 4},
+}
+
+CHILD = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, os.environ["REPO"])
+spec = json.loads(os.environ["COST_SPEC"])
+import torch
+torch.set_num_threads(spec.get("threads", 2))
+import recbole_bifair
+from recbole_bifair.quick_start import build_config, prepare_run
+if spec.get("random_table"):
+    # Synthetic catalogs have no text: a random table stands in for the encoder's output.
+    import recbole_bifair.embedding as emb
+    import recbole_bifair.model.bifair as mb
+    def fake(config, dataset, path=None):
+        g = torch.Generator().manual_seed(0)
+        E = torch.randn(dataset.item_num, spec["random_table"], generator=g); E[0] = 0
+        return E
+    emb.load_item_embeddings = fake
+    emb.ensure_item_embeddings = lambda config: "<random>"
+config = build_config(config_dict=spec["config"])
+dataset, (train, valid, test), model, trainer = prepare_run(config)
+out = {"train_samples": len(train._dataset), "items": dataset.item_num}
+if getattr(trainer, "bifair", False):
+    trainer._setup(train)
+    out["inner_batches"] = len(trainer._inner_data)
+else:
+    out["inner_batches"] = len(train)
+if spec.get("profile"):
+    import cProfile, pstats, io
+    prof = cProfile.Profile(); prof.enable()
+t = time.perf_counter(); trainer._train_epoch(train, 0); out["epoch_seconds"] = time.perf_counter() - t
+if spec.get("profile"):
+    prof.disable(); s = io.StringIO(); pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(40)
+    out["profile"] = s.getvalue()
+if not spec.get("skip_eval"):
+    trainer.evaluate(test, load_best_model=False)  # warm-up (first call builds the item tensor)
+    t = time.perf_counter(); trainer.evaluate(test, load_best_model=False); out["eval_seconds"] = time.perf_counter() - t
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("COST_RESULT " + json.dumps(out))
+"""
+
+
+def measure(config, threads, **extra):
+    os.makedirs(WORK, exist_ok=True)
+    spec = {"config": config, "threads": threads, **extra}
+    env = dict(os.environ, REPO=REPO, COST_SPEC=json.dumps(spec), OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-c", CHILD], cwd=WORK, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("COST_RESULT "):
+            return json.loads(line[len("COST_RESULT "):])
+    raise RuntimeError(f"measurement failed ({config}):\n{proc.stderr[-3000:]}")
+
+
+def machine():
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
+
+
+def ml100k(rounds, threads):
+    samples = {name: [] for name in ML100K_VARIANTS}
+    for r in range(rounds):
+        for name, variant in ML100K_VARIANTS.items():
+            res = measure(dict(BASE, **variant), threads)
+            samples[name].append(res)
+            print(f"round {r + 1}: {name}: {res['epoch_seconds']:.1f} s/epoch, eval {res.get('eval_seconds', 0):.2f} s, "
+                  f"peak {res['peak_rss_mb']:.0f} MB", flush=True)
+    med = {n: {k: statistics.median(s[k] for s in v) for k in ("epoch_seconds", "eval_seconds", "peak_rss_mb")}
+           for n, v in samples.items()}
+    base, sas = med["LLM-SASRec"], med["SASRec (ID)"]
+    rows = ["| variant | s / epoch | x LLM-SASRec | eval s | x SASRec eval | peak RSS MB |", "|---|---|---|---|---|---|"]
+    for name, m in med.items():
+        rows.append(f"| {name} | {m['epoch_seconds']:.1f} | {m['epoch_seconds'] / base['epoch_seconds']:.2f} | "
+                    f"{m['eval_seconds']:.3f} | {m['eval_seconds'] / sas['eval_seconds']:.2f} | {m['peak_rss_mb']:.0f} |")
+    return med, samples, rows
+
+
+def synthetic(threads):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from synthetic_data import make_catalog
+
+    rows = ["| items | interactions | variant | s / epoch | x LLM-SASRec | peak RSS MB |", "|---|---|---|---|---|---|"]
+    results = {}
+    grid = [(100_000, 100_000), (20_000, 100_000), (50_000, 100_000), (100_000, 50_000), (100_000, 200_000)]
+    for n_items, n_inter in grid:
+        name = make_catalog(os.path.join(WORK, "data"), n_items=n_items, n_inter=n_inter)
+        cfg = dict(BASE, dataset=name, data_path=os.path.join(WORK, "data"), train_batch_size=512,
+                   meta_batch_size=128, hvp_batch_size=128, eval_batch_size=512,
+                   load_col={"inter": ["user_id", "item_id", "timestamp"]},
+                   user_inter_num_interval="[0,inf)", item_inter_num_interval="[0,inf)")
+        variants = {"LLM-SASRec": {"model": "BiFairSASRec", "bifair": False},
+                    "BiFair finite_difference": {"model": "BiFairSASRec"},
+                    "BiFair first_order": {"model": "BiFairSASRec", "hypergrad": "first_order"}}
+        res = {v: measure(dict(cfg, **o), threads, random_table=1024, skip_eval=True) for v, o in variants.items()}
+        results[f"{n_items}x{n_inter}"] = res
+        base = res["LLM-SASRec"]["epoch_seconds"]
+        for v, m in res.items():
+            rows.append(f"| {n_items} | {n_inter} | {v} | {m['epoch_seconds']:.1f} | {m['epoch_seconds'] / base:.2f} | "
+                        f"{m['peak_rss_mb']:.0f} |")
+            print(rows[-1], flush=True)
+    return results, rows
+
+
+def profile(threads):
+    res = measure(dict(BASE, model="BiFairSASRec"), threads, profile=True, skip_eval=True)
+    return res, ["```", res["profile"], "```"]
+
+
+def write(part, header, rows, payload):
+    from recbole_bifair.fileio import write_json_atomic, write_text_atomic
+
+    os.makedirs(RESULTS, exist_ok=True)
+    stem = os.path.join(RESULTS, f"cost-{part}")
+    write_text_atomic(stem + ".md", header + "\n\n" + "\n".join(rows) + "\n")
+    write_json_atomic(stem + ".json", payload)
+    print(f"wrote {stem}.md")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["ml100k", "synthetic", "profile"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    started = time.time()
+    header = (f"`python benchmarks/cost.py {args.part}` on {datetime.date.today()}, {machine()}, "
+              f"torch threads {args.threads}; one training epoch per measurement (medians over rounds).")
+    if args.part == "ml100k":
+        med, samples, rows = ml100k(args.rounds, args.threads)
+        write("ml100k", header, rows, {"median": med, "samples": samples})
+    elif args.part == "synthetic":
+        results, rows = synthetic(args.threads)
+        write("synthetic", header, rows, results)
+    else:
+        res, rows = profile(args.threads)
+        write("profile", header, rows, res)
+    print(f"done in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
