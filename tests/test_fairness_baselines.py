@@ -45,7 +45,7 @@ def test_ips_weights_targets_by_inverse_training_count(setup):
     counts = trainer.item_groups.train_count.double()
     items = torch.nonzero(counts > 0).flatten()[:6]
     losses = torch.arange(1.0, 7.0)
-    L_g, present, n = trainer._group_losses(TargetLosses(losses, items, ()))
+    L_g = trainer._group_losses(TargetLosses(losses, items, ())).means
     w = counts[items] ** -0.5
     w = w / w.mean()
     groups = trainer.group_of[items]
@@ -54,7 +54,7 @@ def test_ips_weights_targets_by_inverse_training_count(setup):
         expected = (losses.double()[mask] * w[mask]).mean() if mask.any() else torch.tensor(0.0)
         assert L_g[g].item() == pytest.approx(expected.item(), rel=1e-5)
     # the outer level's losses are never re-weighted
-    L_plain, _, _ = trainer._group_losses(TargetLosses(losses, items, ()), inner=False)
+    L_plain = trainer._group_losses(TargetLosses(losses, items, ()), inner=False).means
     assert L_plain[groups[0]].item() == pytest.approx(losses[groups == groups[0]].mean().item())
 
 
