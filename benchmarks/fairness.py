@@ -190,8 +190,10 @@ def write_outputs(table, profile, out_dir, header):
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / len(table)
     x = np.arange(GROUPS)
+    colors = plt.get_cmap("tab20").colors  # one colour per method (the default cycle has 10)
     for i, (_, row) in enumerate(table.iterrows()):
-        ax.bar(x + i * width, [row[f"ndcg_pop{g}"] for g in range(1, GROUPS + 1)], width, label=row["method"])
+        ax.bar(x + i * width, [row[f"ndcg_pop{g}"] for g in range(1, GROUPS + 1)], width, label=row["method"],
+               color=colors[i % len(colors)])
     ax.set_xticks(x + 0.4 - width / 2, [f"pop{g}" + (" (head)" if g == 1 else " (tail)" if g == GROUPS else "")
                                         for g in range(1, GROUPS + 1)])
     ax.set_ylabel(f"test NDCG@{TOPK}")

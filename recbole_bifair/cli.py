@@ -18,9 +18,10 @@ def split_flags(argv, flags):
             continue
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
         if name in flags:
-            if "=" not in arg:
+            value = arg.split("=", 1)[1] if "=" in arg else ""
+            if not value.strip():
                 raise ConfigError(f"'{arg}' needs a value: write --{name}=VALUE")
-            values[name] = arg.split("=", 1)[1]
+            values[name] = value
         else:
             rest.append(arg)
     return values, debug, rest

@@ -52,6 +52,11 @@ class CheckpointLoadingMixin:
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            self.logger.warning(
+                f"Checkpoint {resume_file} was written by model {checkpoint['config']['model']}, "
+                f"not {self.config['model']}: loading its weights may fail."
+            )
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -110,6 +115,8 @@ def ensure_numpy_aliases():
 # 5. Dataset._download calls torch.distributed.barrier() even in a single process (crash after a
 #    successful download), prompts with input() for files over 1 GB (hangs without stdin), and
 #    exits with a bare traceback when offline. Replace it with recbole_bifair.data.download.
+#    (KnowledgeBasedDataset._download still fetches its extra kg_url file RecBole's way; this
+#    plugin has no knowledge-aware models.)
 def _patch_dataset_download():
     from recbole.data.dataset import Dataset
 

@@ -18,7 +18,7 @@ from recbole.utils import ModelType
 
 from recbole_bifair import compat
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.utils import get_model
+from recbole_bifair.utils import available_models, get_model
 
 RECBOLE_PROPERTIES = Path(os.path.dirname(os.path.realpath(__import__("recbole").__file__))) / "properties"
 
@@ -82,13 +82,25 @@ def load_yaml_file(path, what="config file"):
     return data
 
 
+# RecBole's interval notation ("[0,inf)", "[5,100)") is half-open, so not valid YAML; RecBole
+# keeps such values as strings (its eval fails on them), and so do we.
+_INTERVAL = re.compile(r"^[\[(][^\[\]()]*,[^\[\]()]*[\])]$")
+
+
 def parse_value(text):
-    """One command-line value, as YAML (`0.001`, `[10, 20]`, `true`, `~`, `{'a': 1}`); never eval."""
+    """One command-line value, read as YAML like a config file line, never ``eval``-ed.
+
+    ``1e-3`` -> 0.001, ``[10, 20]`` -> list, ``{'a': 1}`` -> dict, ``~``/``None`` -> None,
+    ``true`` -> True, an interval such as ``[0,inf)`` -> the string itself.
+    """
+    if text.strip() in ("None", "none"):  # Python spelling, as RecBole's eval-based parser accepts
+        return None
     try:
-        value = yaml.load(text, Loader=_YamlLoader)
+        return yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as err:
-        raise ValueError(str(getattr(err, "problem", err))) from err
-    return value
+        if _INTERVAL.match(text.strip()):
+            return text.strip()
+        raise ValueError(str(getattr(err, "problem", None) or err)) from err
 
 
 def parse_cmd_args(args):
@@ -98,10 +110,12 @@ def parse_cmd_args(args):
         if not arg.startswith("--") or "=" not in arg:
             raise ConfigError(f"command-line argument '{arg}' does not parse: write it as --key=value")
         key, text = arg[2:].split("=", 1)
-        if not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
-            raise ConfigError(f"command-line argument '{arg}': '{key}' is not a config key name")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
+            raise ConfigError(f"command-line argument '{arg}': '{key}' is not a config key name; write --key=value")
+        if not text.strip():
+            raise ConfigError(f"command-line argument '{arg}' has no value: write --{key}=VALUE (--{key}=~ for none)")
         try:
-            value = None if text.strip() in ("None", "none") else parse_value(text)
+            value = parse_value(text)
         except ValueError as err:
             raise ConfigError(f"command-line argument '{arg}': value '{text}' does not parse as YAML ({err})") from err
         if key in parsed and parsed[key] != value:
@@ -142,9 +156,18 @@ class BiFairConfig(Config):
             dataset = self.external_config_dict.get("dataset")
             if dataset is None:
                 raise ConfigError("no dataset given: pass --dataset=NAME (e.g. --dataset=ml-100k) or set `dataset:` in a config file")
-        if isinstance(model, str):
-            return model, get_model(model), dataset
-        return model.__name__, model, dataset
+        if not isinstance(dataset, str) or not re.fullmatch(r"[^/\\\s]+", dataset):
+            raise ConfigError(
+                f"dataset name {dataset!r} is not a folder name: give the name of the folder under data_path "
+                f"that holds <name>.inter (e.g. --dataset=ml-100k)"
+            )
+        if not isinstance(model, str):
+            return model.__name__, model, dataset
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", model):
+            raise ConfigError(
+                f"model name {model!r} is not a class name. Available models: {', '.join(available_models())}"
+            )
+        return model, get_model(model), dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
@@ -153,6 +176,9 @@ class BiFairConfig(Config):
         backbone_file = RECBOLE_PROPERTIES / "model" / f"{backbone}.yaml" if backbone else None
         stock_file = RECBOLE_PROPERTIES / "model" / f"{model}.yaml"  # loaded by RecBole already
         plugin_model_file = plugin / "model" / f"{model}.yaml"
+        # RecBole reads a model's yaml before its dataset and quick-start yamls; the backbone's
+        # comes after them here. That order is harmless: RecBole's model yamls share no key with
+        # those files. The stock model file is read again only to record its keys.
         #: the model's own hyperparameters (recorded in result files)
         self.model_config_keys = []
         for file in [backbone_file, stock_file, plugin / "overall.yaml", plugin_model_file,

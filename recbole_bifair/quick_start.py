@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from logging import getLogger
 
 from recbole.data import create_dataset, data_preparation
@@ -83,7 +84,8 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
-    run_id = f"{config['model']}-{config['dataset']}-{get_local_time()}"
+    # get_local_time has one-second resolution: parallel runs (Ray trials, the benchmark) need more
+    run_id = f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}"
     results_dir = config["results_dir"] or "results"
     extras = end_of_run_report(config, trainer, test_data, results_dir, run_id)
     extras.update(end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id))

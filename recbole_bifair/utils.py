@@ -1,7 +1,9 @@
 """Class resolution: the plugin's models and trainers first, RecBole's as the fallback."""
 
 import importlib
+import importlib.util
 import os
+import pkgutil
 from functools import lru_cache
 
 from recbole.utils import ModelType
@@ -19,22 +21,35 @@ def get_model(model_name):
     for family in MODEL_FAMILIES:
         path = f"recbole_bifair.model.{family}.{module_name}"
         if importlib.util.find_spec(path) is not None:
-            return getattr(importlib.import_module(path), model_name)
+            model_class = getattr(importlib.import_module(path), model_name, None)
+            if model_class is None:
+                raise ConfigError(f"unknown model '{model_name}'. Available models: {', '.join(available_models())}")
+            return model_class
     try:
         return recbole_get_model(model_name)
-    except (ValueError, AttributeError):
+    # RecBole raises ValueError for an unknown name, AttributeError for a wrong case ("sasrec"),
+    # and ModuleNotFoundError once its search reaches recbole.model.exlib_recommender, whose
+    # package imports xgboost and lightgbm: without them, for every unknown name.
+    except (ValueError, AttributeError, ImportError) as err:
+        if isinstance(err, ImportError) and model_name in available_models():
+            raise ConfigError(f"model '{model_name}' needs a package that is not installed ({err})") from None
         raise ConfigError(
             f"unknown model '{model_name}'. Available models: {', '.join(available_models())}"
         ) from None
 
 
 def available_models():
-    """Plugin models, then RecBole's, by the names their yaml files carry."""
-    from recbole_bifair.config import RECBOLE_PROPERTIES, properties_dir
+    """Plugin models (found in their modules), then RecBole's (named by their yaml files)."""
+    from recbole_bifair.config import RECBOLE_PROPERTIES
 
-    plugin = sorted(f[:-5] for f in os.listdir(properties_dir() / "model") if f.endswith(".yaml"))
+    plugin = []
+    for family in MODEL_FAMILIES:
+        package = importlib.import_module(f"recbole_bifair.model.{family}")
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            plugin += [name for name in vars(module) if name.lower() == info.name]
     stock = sorted(f[:-5] for f in os.listdir(RECBOLE_PROPERTIES / "model") if f.endswith(".yaml"))
-    return plugin + [m for m in stock if m not in plugin]
+    return sorted(plugin) + [m for m in stock if m not in plugin]
 
 
 def get_trainer(model_type, model_name):

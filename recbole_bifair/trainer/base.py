@@ -1,5 +1,10 @@
 """What every trainer run through the plugin gets, stock RecBole trainers included."""
 
+import os
+import uuid
+
+from recbole.utils import get_local_time
+
 from recbole_bifair.compat import CheckpointLoadingMixin
 from recbole_bifair.fairness.collector import FairnessCollector
 
@@ -11,6 +16,9 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        # RecBole names checkpoints {model}-{time}.pth, to the second: parallel runs would collide
+        self.saved_model_file = os.path.join(
+            self.checkpoint_dir, f"{config['model']}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth")
         self.eval_collector = FairnessCollector(config)
         self.epoch_seconds = []
 
