@@ -36,6 +36,7 @@ setup(
         "console_scripts": [
             "run_recbole_bifair=recbole_bifair.run:console_main",
             "run_hyper_bifair=recbole_bifair.tune.cli:console_main",
+            "recbole_bifair_embed=recbole_bifair.embed:console_main",
         ]
     },
 )
