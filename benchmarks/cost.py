@@ -97,17 +97,19 @@ def machine():
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}"
 
 
-def ml100k(rounds, threads):
-    samples = {name: [] for name in ML100K_VARIANTS}
+def ml100k(rounds, threads, only=None):
+    variants = {n: v for n, v in ML100K_VARIANTS.items() if not only or n in only}
+    samples = {name: [] for name in variants}
     for r in range(rounds):
-        for name, variant in ML100K_VARIANTS.items():
+        for name, variant in variants.items():
             res = measure(dict(BASE, **variant), threads)
             samples[name].append(res)
             print(f"round {r + 1}: {name}: {res['epoch_seconds']:.1f} s/epoch, eval {res.get('eval_seconds', 0):.2f} s, "
                   f"peak {res['peak_rss_mb']:.0f} MB", flush=True)
     med = {n: {k: statistics.median(s[k] for s in v) for k in ("epoch_seconds", "eval_seconds", "peak_rss_mb")}
            for n, v in samples.items()}
-    base, sas = med["LLM-SASRec"], med["SASRec (ID)"]
+    base = med["LLM-SASRec"]
+    sas = med.get("SASRec (ID)", base)
     rows = ["| variant | s / epoch | x LLM-SASRec | eval s | x SASRec eval | peak RSS MB |", "|---|---|---|---|---|---|"]
     for name, m in med.items():
         rows.append(f"| {name} | {m['epoch_seconds']:.1f} | {m['epoch_seconds'] / base['epoch_seconds']:.2f} | "
@@ -161,13 +163,16 @@ def main(argv=None):
     parser.add_argument("part", choices=["ml100k", "synthetic", "profile"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--variants", default="", help="comma-separated subset of the ml100k variants")
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args(argv)
     started = time.time()
     header = (f"`python benchmarks/cost.py {args.part}` on {datetime.date.today()}, {machine()}, "
               f"torch threads {args.threads}; one training epoch per measurement (medians over rounds).")
     if args.part == "ml100k":
-        med, samples, rows = ml100k(args.rounds, args.threads)
-        write("ml100k", header, rows, {"median": med, "samples": samples})
+        only = [v for v in args.variants.split(",") if v]
+        med, samples, rows = ml100k(args.rounds, args.threads, only)
+        write("ml100k" + args.tag, header, rows, {"median": med, "samples": samples})
     elif args.part == "synthetic":
         results, rows = synthetic(args.threads)
         write("synthetic", header, rows, results)
