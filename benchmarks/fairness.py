@@ -1,14 +1,16 @@
 """Fairness and accuracy of every method on ml-100k (shared/docs/BENCHMARK.md part A).
 
     python benchmarks/fairness.py --profile=quick          # one seed, under an hour on 2 cores
-    python benchmarks/fairness.py --profile=full           # seeds 2020, 2021, 2022
+    python benchmarks/fairness.py --profile=quick3         # the quick budget, seeds 2020, 2021, 2022
+    python benchmarks/fairness.py --profile=full           # seeds 2020, 2021, 2022, 50 epochs
     python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
 
 Every (method, seed) is one run of ``run_recbole_bifair.py`` in its own process with the method's
 file ``properties/methods/<method>.yaml`` and the protocol below, so a method here is exactly
 what a user gets from the command line. Runs write their result JSON under
-``benchmarks/work/fairness-<profile>/``; a finished run is not repeated, so an interrupted
-benchmark continues where it stopped. The table (``benchmarks/results/fairness-<profile>.md`` and
+``benchmarks/work/fairness-<budget>/``; a finished run is not repeated when its recorded config
+equals the one the run would have now (so an interrupted benchmark continues where it stopped,
+and a changed default or method file reruns what it affects). The table (``benchmarks/results/fairness-<profile>.md`` and
 ``.csv``) and the figures are made from those JSON files only.
 
 Selection is RecBole's early stopping on validation NDCG@10; the table reports test metrics.
@@ -53,11 +55,18 @@ PROTOCOL = {
     "show_progress": False,
     "state": "INFO",
 }
+#: Training budgets; runs of the same budget share a work folder, whatever the profile.
+BUDGETS = {
+    # Chosen so that the 12 methods finish in under an hour on 2 cores (README).
+    "quick": {"epochs": 6, "stopping_step": 2, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 32, "inner_size": 64,
+              "train_batch_size": 512},
+    # RecBole's SASRec settings (length 50, hidden 64, batch 2048); about 65 s per epoch here.
+    "full": {"epochs": 50, "stopping_step": 5},
+}
 PROFILES = {
-    # Budget chosen so that the 12 methods finish in under an hour on 2 cores (README).
-    "quick": {"seeds": [2020], "config": {"epochs": 6, "stopping_step": 2, "MAX_ITEM_LIST_LENGTH": 20,
-                                          "hidden_size": 32, "inner_size": 64, "train_batch_size": 512}},
-    "full": {"seeds": [2020, 2021, 2022], "config": {"epochs": 50, "stopping_step": 5}},
+    "quick": {"seeds": [2020], "budget": "quick"},
+    "quick3": {"seeds": [2020, 2021, 2022], "budget": "quick"},
+    "full": {"seeds": [2020, 2021, 2022], "budget": "full"},
 }
 
 
@@ -65,28 +74,42 @@ def run_dir(workdir, method, seed):
     return os.path.join(workdir, f"{method}-seed{seed}")
 
 
-def finished(folder):
-    """The run's result JSON, if the run completed (it is written last, atomically)."""
+def _plain(value):
+    return json.loads(json.dumps(value))
+
+
+def planned_config(config_files):
+    """The config a run of these files records in its result JSON (no data is loaded)."""
+    from recbole_bifair.quick_start import build_config, recorded_config
+
+    return _plain(recorded_config(build_config(config_file_list=list(config_files))))
+
+
+def finished(folder, expected=None):
+    """The run's result JSON, if the run completed (it is written last, atomically) with the
+    recorded config ``expected`` (any config when None)."""
     for path in sorted(glob.glob(os.path.join(folder, "*.json")), reverse=True):
         with open(path) as f:
-            if "test_result" in json.load(f):
-                return path
+            result = json.load(f)
+        if "test_result" in result and (expected is None or _plain(result.get("config")) == expected):
+            return path
     return None
 
 
 def run_one(method, seed, profile, workdir, threads):
     folder = run_dir(workdir, method, seed)
-    done = finished(folder)
-    if done:
-        return done, 0.0
     os.makedirs(folder, exist_ok=True)
-    protocol = dict(PROTOCOL, **PROFILES[profile]["config"], seed=seed, results_dir=folder,
+    protocol = dict(PROTOCOL, **BUDGETS[PROFILES[profile]["budget"]], seed=seed, results_dir=folder,
                     checkpoint_dir=os.path.join(folder, "saved"),
                     llm_emb_dir=os.path.join(workdir, "embeddings"))  # encoded once, shared by all runs
     protocol_file = os.path.join(folder, "protocol.yaml")
     with open(protocol_file, "w") as f:
         json.dump(protocol, f)  # JSON is YAML
     method_file = os.path.join(REPO, "properties", "methods", f"{method}.yaml")
+    expected = planned_config([method_file, protocol_file])
+    done = finished(folder, expected)
+    if done:
+        return done, 0.0
     cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"),
            f"--config_files={method_file} {protocol_file}"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
@@ -95,17 +118,34 @@ def run_one(method, seed, profile, workdir, threads):
         proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} seed {seed} failed (exit {proc.returncode}); see {folder}/run.log")
-    return finished(folder), time.time() - started
+    done = finished(folder, expected)
+    if done is None:
+        raise RuntimeError(f"{method} seed {seed}: the run's recorded config differs from the planned one; "
+                           f"compare its result JSON in {folder} with planned_config()")
+    return done, time.time() - started
+
+
+N_BOOT = 1000  # bootstrap resamples of the test users (recbole_bifair/fairness/bootstrap.py)
+
+
+def test_rankings(result_file):
+    """``(item_groups, topk_items, positives, users)`` of a run's saved test rankings."""
+    import pandas as pd
+
+    from recbole_bifair.fairness.rankings import load_rankings
+
+    stem = result_file[: -len(".json")]
+    groups, topk, positives = load_rankings(stem + ".rankings.csv", stem + ".item_groups.csv")
+    users = pd.read_csv(stem + ".rankings.csv", dtype=str, usecols=["user"])["user"].to_numpy()
+    return groups, topk, positives, users
 
 
 def item_split_unfairness(result_file):
     """Group NDCG@k of the same test rankings under the equal-item-count popularity split."""
     from recbole_bifair.fairness.groups import ItemGroups
-    from recbole_bifair.fairness.rankings import load_rankings
     from recbole_bifair.fairness.report import GroupReport
 
-    stem = result_file[: -len(".json")]
-    groups, topk, positives = load_rankings(stem + ".rankings.csv", stem + ".item_groups.csv")
+    groups, topk, positives, _ = test_rankings(result_file)
     by_items = ItemGroups.popularity(groups.train_count.numpy(), GROUPS, "items", groups.item_tokens)
     report = GroupReport(by_items, topk, positives, [TOPK])
     return report.by_group[f"ndcg@{TOPK}"].tolist(), report.unfairness()[f"ndcg@{TOPK}"]
@@ -115,6 +155,8 @@ def summarise(result_files):
     """One row per method: means over seeds (and the spread where there are several)."""
     import numpy as np
     import pandas as pd
+
+    from recbole_bifair.fairness.bootstrap import bootstrap
 
     rows = []
     for method, files in result_files.items():
@@ -140,6 +182,8 @@ def summarise(result_files):
             by_items, unf = item_split_unfairness(path)
             row["cv_items_split"] = unf["cv"]
             row["min_mean_items_split"] = unf["min_mean"]
+            groups, topk, positives, _ = test_rankings(path)
+            row["cv_boot_std"] = float(np.std(bootstrap(groups, topk, positives, TOPK, N_BOOT)["cv"]))
             per_seed.append(row)
         frame = pd.DataFrame(per_seed)
         summary = {"method": method, "seeds": len(per_seed)}
@@ -162,7 +206,23 @@ def headline(table):
             "ndcg_change_pct": change(f"ndcg@{TOPK}")}
 
 
-def write_outputs(table, profile, out_dir, header):
+def paired_lines(result_files, seeds, method="BiFair", baseline="LLM-SASRec"):
+    """Per seed: the paired bootstrap (same resampled test users) of method minus baseline."""
+    from recbole_bifair.fairness.bootstrap import paired_difference
+
+    lines = []
+    for seed, ours, base in zip(seeds, result_files[method], result_files[baseline]):
+        d = paired_difference(test_rankings(ours), test_rankings(base), TOPK, N_BOOT, seed=seed)
+        lines.append(
+            f"- seed {seed}: CV {d['cv']['estimate']:+.3f} [95% {d['cv']['low']:+.3f}, {d['cv']['high']:+.3f}], "
+            f"min/mean {d['min_mean']['estimate']:+.3f} [{d['min_mean']['low']:+.3f}, {d['min_mean']['high']:+.3f}], "
+            f"NDCG@{TOPK} {d['ndcg']['estimate']:+.4f} [{d['ndcg']['low']:+.4f}, {d['ndcg']['high']:+.4f}]; "
+            f"share of resamples where {method}'s CV is lower: {d['cv']['p_below_zero']:.2f}"
+        )
+    return lines
+
+
+def write_outputs(table, profile, out_dir, header, paired=()):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,6 +238,7 @@ def write_outputs(table, profile, out_dir, header):
     shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap",
              *[f"ndcg_pop{g}" for g in range(1, GROUPS + 1)], "exposure_disparity",
              "cv_items_split", "min_mean_items_split", "epochs", "sec_per_epoch"]
+    shown[4:4] = [c for c in ("cv_std", "cv_boot_std") if c in table]
     lines = [header, "", table[shown].to_markdown(index=False, floatfmt=".4f"), ""]
     if {"LLM-SASRec", "BiFair"} <= set(table["method"]):
         h = headline(table)
@@ -185,6 +246,11 @@ def write_outputs(table, profile, out_dir, header):
             f"**BiFair vs LLM-SASRec**: CV of group NDCG@{TOPK} {h['cv_change_pct']:+.1f}%, "
             f"min/mean {h['min_mean_change_pct']:+.1f}%, overall NDCG@{TOPK} {h['ndcg_change_pct']:+.1f}%."
         )
+    if paired:
+        lines += ["", f"BiFair minus LLM-SASRec on the same test users (paired bootstrap, {N_BOOT} resamples):",
+                  *paired, ""]
+    lines.append(f"`cv_boot_std`: standard deviation of a run's CV over {N_BOOT} bootstrap resamples of its "
+                 f"test users (sampling noise of one run; mean over seeds).")
     write_text_atomic(stem + ".md", "\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(11, 4.5))
@@ -233,7 +299,7 @@ def main(argv=None):
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
-    workdir = os.path.join(args.workdir, f"fairness-{args.profile}")
+    workdir = os.path.join(args.workdir, f"fairness-{PROFILES[args.profile]['budget']}")
     seeds = PROFILES[args.profile]["seeds"]
     jobs = [(m, s) for s in seeds for m in methods]
     started = time.time()
@@ -261,8 +327,9 @@ def main(argv=None):
               f"{datetime.date.today()}; {platform.machine()} {os.cpu_count()} cores "
               f"({platform.processor() or platform.platform()}); encoder: {encoder}; "
               f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
-              f"early stopping on validation NDCG@{TOPK}; budget {PROFILES[args.profile]['config']}.")
-    stem = write_outputs(table, args.profile, args.out_dir, header)
+              f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[PROFILES[args.profile]['budget']]}.")
+    paired = paired_lines(files, seeds) if {"LLM-SASRec", "BiFair"} <= set(methods) else []
+    stem = write_outputs(table, args.profile, args.out_dir, header, paired)
     print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
 
 

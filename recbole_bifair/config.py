@@ -179,8 +179,9 @@ class BiFairConfig(Config):
         # RecBole reads a model's yaml before its dataset and quick-start yamls; the backbone's
         # comes after them here. That order is harmless: RecBole's model yamls share no key with
         # those files. The stock model file is read again only to record its keys.
-        #: the model's own hyperparameters (recorded in result files)
+        #: the model's own hyperparameters and the plugin's keys (both recorded in result files)
         self.model_config_keys = []
+        self.plugin_config_keys = []
         for file in [backbone_file, stock_file, plugin / "overall.yaml", plugin_model_file,
                      plugin / "dataset" / f"{dataset}.yaml"]:
             if file is None or not file.is_file():
@@ -190,6 +191,8 @@ class BiFairConfig(Config):
                 self.internal_config_dict.update(values)
             if file in (backbone_file, stock_file, plugin_model_file):
                 self.model_config_keys += [k for k in values if k not in self.model_config_keys]
+            elif file == plugin / "overall.yaml":
+                self.plugin_config_keys = list(values)
         compat.drop_sampler_for_ce(
             self.internal_config_dict,
             self.external_config_dict,

@@ -136,9 +136,11 @@ def end_of_run_extras(config, dataset, model, trainer, train_data, test_data, re
 
 
 def recorded_config(config):
-    """The config values that define the run: the model's hyperparameters, what the user set,
-    and the common training/evaluation keys."""
-    keys = list(RECORDED_KEYS) + list(config.model_config_keys) + list(config.external_config_dict)
+    """The config values that define the run: the model's hyperparameters, the plugin's keys
+    (``properties/overall.yaml``: BiFair's loop, groups, embeddings), what the user set, and the
+    common training/evaluation keys."""
+    keys = (list(RECORDED_KEYS) + list(config.model_config_keys) + list(getattr(config, "plugin_config_keys", []))
+            + list(config.external_config_dict))
     recorded = {}
     for key in dict.fromkeys(keys):
         if key in config.final_config_dict:

@@ -76,6 +76,19 @@ def test_plugin_defaults_load_for_stock_models(tmp_path):
     assert config["hidden_size"] == 8  # config dict over SASRec.yaml's 64
 
 
+def test_result_files_record_the_plugin_defaults(tmp_path):
+    """A run's recorded config names BiFair's loop settings even when the user set none of them,
+    so a result file says which defaults produced it."""
+    from recbole_bifair.quick_start import recorded_config
+
+    config = BiFairConfig(model="BiFairSASRec", config_dict=tiny_config(tmp_path))
+    recorded = recorded_config(config)
+    plugin_defaults = load_yaml_file(config_module.properties_dir() / "overall.yaml")
+    for key in ("outer_learning_rate", "outer_mu", "hypergrad", "balance", "n_item_groups"):
+        assert key in plugin_defaults and recorded[key] == config[key], key
+    assert recorded["hidden_size"] == 8
+
+
 def test_gru4rec_falls_back_to_recbole_with_its_yaml(tmp_path):
     config = BiFairConfig(model="GRU4Rec", config_dict=tiny_config(tmp_path))
     assert config.model_class is GRU4Rec
