@@ -87,10 +87,9 @@ def main(argv=None):
     started = datetime.datetime.now()
     chosen, note = None, ""
     try:
-        result = run_search(plan, resume=args.resume)
-        chosen = result
+        chosen = run_search(plan, resume=args.resume)
     except SearchError as err:  # no trial met the target on validation: the table still says how close
-        note = str(err)
+        note = str(err).replace(REPO + os.sep, "")
     minutes = (datetime.datetime.now() - started).total_seconds() / 60
 
     import pandas as pd
