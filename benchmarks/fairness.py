@@ -35,6 +35,7 @@ sys.path.insert(0, REPO)
 METHODS = [
     "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "BiFair", "BiFair-tuned",
     "BiFair-inner-only", "BiFair-outer-only", "BiFair-first-order", "BiFair-uniform", "BiFair-dro", "BiFair-mu0",
+    "BiFair-large-batches",
 ]
 TOPK = 10
 GROUPS = 5
