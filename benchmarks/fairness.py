@@ -276,14 +276,18 @@ def write_outputs(table, profile, out_dir, header, paired=()):
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    for _, row in table.iterrows():
-        ax.scatter(row["cv"], row[f"ndcg@{TOPK}"], s=30)
-        ax.annotate(row["method"], (row["cv"], row[f"ndcg@{TOPK}"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    markers = "osD^v<>PX*"
+    for i, (_, row) in enumerate(table.iterrows()):
+        # error bars: the spread over seeds, when there are several
+        ax.errorbar(row["cv"], row[f"ndcg@{TOPK}"], xerr=row.get("cv_std"), yerr=row.get(f"ndcg@{TOPK}_std"),
+                    fmt=markers[i % len(markers)], color=colors[i % len(colors)], ms=6, capsize=2, lw=0.8,
+                    label=row["method"])
     ax.set_xlabel(f"CV of group NDCG@{TOPK} (lower is fairer)")
     ax.set_ylabel(f"overall NDCG@{TOPK}")
-    ax.set_title("Accuracy vs unfairness (up and left is better)")
+    spread = " (bars: std over seeds)" if "cv_std" in table else ""
+    ax.set_title(f"Accuracy vs unfairness, up and left is better{spread}", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     with atomic_path(stem + "-pareto.png", suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
