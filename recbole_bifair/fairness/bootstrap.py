@@ -13,12 +13,15 @@ import numpy as np
 from recbole_bifair.fairness.report import GroupReport
 
 
-def _rows_of(positives, n_rows):
-    """Positive pairs sorted by row, and each row's [start, end) slice of them."""
+def _prepare(topk_items, positives):
+    """Top-k lists, positive pairs sorted by row, and each row's [start, end) slice of them:
+    computed once per run, reused by every resample."""
+    topk_items = np.asarray(topk_items, dtype=np.int64)
+    n_rows = len(topk_items)
     positives = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1, 2), axis=0)  # sorted by row
     starts = np.searchsorted(positives[:, 0], np.arange(n_rows), side="left")
     ends = np.searchsorted(positives[:, 0], np.arange(n_rows), side="right")
-    return positives, starts, ends
+    return topk_items, positives, starts, ends
 
 
 def resample_indices(n_rows, n_boot, seed):
@@ -26,12 +29,8 @@ def resample_indices(n_rows, n_boot, seed):
     return np.random.default_rng(seed).integers(0, n_rows, size=(n_boot, n_rows))
 
 
-def figures(item_groups, topk_items, positives, k, rows=None):
-    """``{"ndcg", "cv", "min_mean", "gap"}`` of group NDCG@k, on ``rows`` (row indices, repeats
-    allowed; all rows when None)."""
-    topk_items = np.asarray(topk_items, dtype=np.int64)
-    n_rows = len(topk_items)
-    positives, starts, ends = _rows_of(positives, n_rows)
+def _figures(item_groups, prepared, k, rows=None):
+    topk_items, positives, starts, ends = prepared
     if rows is not None:
         rows = np.asarray(rows, dtype=np.int64)
         counts = ends[rows] - starts[rows]
@@ -45,10 +44,16 @@ def figures(item_groups, topk_items, positives, k, rows=None):
             "min_mean": unfairness["min_mean"], "gap": unfairness["gap"]}
 
 
+def figures(item_groups, topk_items, positives, k, rows=None):
+    """``{"ndcg", "cv", "min_mean", "gap"}`` of group NDCG@k, on ``rows`` (row indices, repeats
+    allowed; all rows when None)."""
+    return _figures(item_groups, _prepare(topk_items, positives), k, rows)
+
+
 def bootstrap(item_groups, topk_items, positives, k=10, n_boot=500, seed=0):
     """``{figure: array of n_boot values}`` for ndcg, cv, min_mean and gap."""
-    draws = [figures(item_groups, topk_items, positives, k, rows)
-             for rows in resample_indices(len(topk_items), n_boot, seed)]
+    prepared = _prepare(topk_items, positives)
+    draws = [_figures(item_groups, prepared, k, rows) for rows in resample_indices(len(prepared[0]), n_boot, seed)]
     return {name: np.array([d[name] for d in draws]) for name in draws[0]}
 
 
@@ -64,10 +69,11 @@ def paired_difference(run_a, run_b, k=10, n_boot=500, seed=0):
     if len(keys_a) != len(keys_b) or not np.array_equal(np.asarray(keys_a), np.asarray(keys_b)):
         raise ValueError("the two runs do not evaluate the same rows in the same order: a paired bootstrap "
                          "needs the same split and evaluation order (compare the user columns)")
-    point_a, point_b = figures(groups_a, topk_a, pos_a, k), figures(groups_b, topk_b, pos_b, k)
+    run_a, run_b = _prepare(topk_a, pos_a), _prepare(topk_b, pos_b)
+    point_a, point_b = _figures(groups_a, run_a, k), _figures(groups_b, run_b, k)
     diffs = {name: [] for name in point_a}
-    for rows in resample_indices(len(topk_a), n_boot, seed):
-        a, b = figures(groups_a, topk_a, pos_a, k, rows), figures(groups_b, topk_b, pos_b, k, rows)
+    for rows in resample_indices(len(run_a[0]), n_boot, seed):
+        a, b = _figures(groups_a, run_a, k, rows), _figures(groups_b, run_b, k, rows)
         for name in diffs:
             diffs[name].append(a[name] - b[name])
     result = {}
