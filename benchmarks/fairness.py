@@ -1,6 +1,6 @@
 """Fairness and accuracy of every method on ml-100k (shared/docs/BENCHMARK.md part A).
 
-    python benchmarks/fairness.py --profile=quick          # one seed, under an hour on 2 cores
+    python benchmarks/fairness.py --profile=quick          # one seed, about an hour on 2 cores
     python benchmarks/fairness.py --profile=quick3         # the quick budget, seeds 2020, 2021, 2022
     python benchmarks/fairness.py --profile=full           # seeds 2020, 2021, 2022, 50 epochs
     python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
@@ -58,7 +58,8 @@ PROTOCOL = {
 }
 #: Training budgets; runs of the same budget share a work folder, whatever the profile.
 BUDGETS = {
-    # Chosen so that the 12 methods finish in under an hour on 2 cores (README).
+    # Chosen so that one seed of the first 12 methods took 37 min on 2 cores (README); the large-batch
+    # ablation adds about 20 min.
     "quick": {"epochs": 6, "stopping_step": 2, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 32, "inner_size": 64,
               "train_batch_size": 512},
     # RecBole's SASRec settings (length 50, hidden 64, batch 2048); about 65 s per epoch here.
