@@ -4,6 +4,8 @@
     python benchmarks/cost.py ml100k      # ratios on ml-100k, alternating rounds, peak memory
     python benchmarks/cost.py synthetic --max_batches=20   # 100k items with 1024-d vectors, and scaling
     python benchmarks/cost.py profile     # where one BiFair epoch spends its time
+    python benchmarks/cost.py seqtrain --dataset=ml-1m --max_batches=30 --threads=1
+                                          # sequence-level vs prefix training, s per epoch
 
 Every measurement is one child process (fresh memory, so its peak RSS is its own) that builds
 the data, the model and the trainer exactly as ``run_recbole_bifair.py`` does and times
@@ -170,6 +172,44 @@ def synthetic(threads, grid, max_batches):
     return results, rows
 
 
+SEQTRAIN_MODELS = {
+    "SASRec": {"model": "SASRec"},
+    "LLM-SASRec": {"model": "BiFairSASRec", "bifair": False},
+    "BiFairSASRec": {"model": "BiFairSASRec"},
+}
+# Settings the shared copies need whatever the plugin's dataset defaults are: the time-ordered
+# split needs timestamps, the LLM table needs the item text fields.
+SEQTRAIN_DATA = {
+    "ml-1m": {"load_col": {"inter": ["user_id", "item_id", "timestamp"],
+                           "item": ["item_id", "movie_title", "release_year", "genre"]},
+              "llm_emb_fields": "movie_title,release_year,genre"},
+    "amazon-beauty-5core": {"load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title"]},
+                            "llm_emb_fields": "title"},
+}
+
+
+def seqtrain(threads, dataset, data_path, max_batches, models):
+    """Seconds per training epoch with train_mode sequence vs prefix, same model and data; the
+    two modes of a model are measured one after the other."""
+    cfg = dict(BASE, dataset=dataset, data_path=data_path, **SEQTRAIN_DATA.get(dataset, {}),
+               user_inter_num_interval="[0,inf)", item_inter_num_interval="[0,inf)")
+    rows = ["| model | train_mode | targets | batches | timed | s / batch | s / epoch | prefix / sequence | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    results = {}
+    for name in models:
+        res = {mode: measure(dict(cfg, train_mode=mode, **SEQTRAIN_MODELS[name]), threads, skip_eval=True,
+                             max_batches=max_batches)
+               for mode in ("sequence", "prefix")}
+        results[name] = res
+        ratio = res["prefix"]["epoch_seconds"] / res["sequence"]["epoch_seconds"]
+        for mode, m in res.items():
+            rows.append(f"| {name} | {mode} | {m['train_samples']} | {m['inner_batches']} | {m['timed_batches']} | "
+                        f"{m['epoch_seconds'] / m['inner_batches']:.3f} | {m['epoch_seconds']:.1f} | "
+                        f"{ratio:.1f}x | {m['peak_rss_mb']:.0f} |")
+            print(rows[-1], flush=True)
+    return results, rows
+
+
 def profile(threads):
     res = measure(dict(BASE, model="BiFairSASRec"), threads, profile=True, skip_eval=True)
     return res, ["```", res["profile"], "```"]
@@ -187,7 +227,7 @@ def write(part, header, rows, payload):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["ml100k", "synthetic", "profile"])
+    parser.add_argument("part", choices=["ml100k", "synthetic", "profile", "seqtrain"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--variants", default="", help="comma-separated subset of the ml100k variants")
@@ -195,6 +235,10 @@ def main(argv=None):
     parser.add_argument("--grid", default=SYNTHETIC_GRID, help="synthetic: ITEMSxINTERACTIONS,...")
     parser.add_argument("--max_batches", type=int, default=0,
                         help="synthetic: time the first N training batches and scale to the epoch (0: whole epoch)")
+    parser.add_argument("--dataset", default="ml-1m", help="seqtrain: dataset")
+    parser.add_argument("--data_path", default=os.path.join(os.path.dirname(REPO), "shared", "datasets"),
+                        help="seqtrain: folder holding the dataset (default: ../shared/datasets)")
+    parser.add_argument("--models", default=",".join(SEQTRAIN_MODELS), help="seqtrain: comma-separated models")
     args = parser.parse_args(argv)
     started = time.time()
     header = (f"`python benchmarks/cost.py {args.part}` on {datetime.date.today()}, {machine()}, "
@@ -210,6 +254,14 @@ def main(argv=None):
             header += (f" Synthetic: the first {args.max_batches} training batches are timed and scaled to the "
                        f"epoch's batch count; a random 1024-d table stands in for the encoder (no item text).")
         write("synthetic" + args.tag, header, rows, results)
+    elif args.part == "seqtrain":
+        models = [m for m in args.models.split(",") if m]
+        results, rows = seqtrain(args.threads, args.dataset, args.data_path, args.max_batches, models)
+        header += (f" Dataset {args.dataset} from {args.data_path}; RecBole's SASRec settings (hidden 64, "
+                   f"2 layers, MAX_ITEM_LIST_LENGTH 50, batch 2048 targets); "
+                   + (f"the first {args.max_batches} batches timed and scaled to the epoch." if args.max_batches
+                      else "whole epochs."))
+        write("seqtrain-" + args.dataset + args.tag, header, rows, results)
     else:
         res, rows = profile(args.threads)
         write("profile", header, rows, res)

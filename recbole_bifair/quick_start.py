@@ -18,6 +18,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_bifair.compat import load_checkpoint
 from recbole_bifair.config import BiFairConfig
+from recbole_bifair.data.sequence import sequence_training_data
 from recbole_bifair.fairness import end_of_run_report, validate_group_config
 from recbole_bifair.fileio import write_json_atomic
 from recbole_bifair.utils import get_model, get_trainer
@@ -26,7 +27,8 @@ from recbole_bifair.utils import get_model, get_trainer
 RECORDED_KEYS = [
     "seed", "learning_rate", "learner", "weight_decay", "train_batch_size", "eval_batch_size",
     "epochs", "stopping_step", "eval_step", "loss_type", "MAX_ITEM_LIST_LENGTH", "eval_args",
-    "metrics", "topk", "valid_metric", "device", "data_path", "checkpoint_dir",
+    "metrics", "topk", "valid_metric", "device", "data_path", "checkpoint_dir", "train_mode",
+    "seq_window_stride",
 ]
 
 
@@ -51,8 +53,10 @@ def prepare_run(config):
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    model_class = get_model(config["model"])
+    train_data = sequence_training_data(config, train_data, model_class)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = model_class(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     return dataset, (train_data, valid_data, test_data), model, trainer
 

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_bifair.data.sequence import is_sequence_batch
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.model.all_positions import scored_positions
 from recbole_bifair.model.llm_item_table import ProjectedItemTable, build_projector
 
 
@@ -88,16 +90,20 @@ class BiFairModel:
         return [p for n, p in self.named_parameters() if n != "item_embedding.E"]
 
     def calculate_loss(self, interaction):
+        if is_sequence_batch(interaction):
+            return self.target_losses(interaction).losses.mean()
         with self.item_embedding.scope():
             return super().calculate_loss(interaction)
 
     def target_losses(self, interaction) -> TargetLosses:
-        """Loss of every predicted target (the backbone's CE over all items, or BPR)."""
-        item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        targets = interaction[self.POS_ITEM_ID]
+        """Loss of every predicted target (the backbone's CE over all items, or BPR): one per
+        prefix sample, or one per scored position of a window batch (sequence-level training)."""
         with self.item_embedding.scope() as V:
-            seq_output = self.forward(item_seq, item_seq_len)
+            if is_sequence_batch(interaction):
+                seq_output, targets = scored_positions(self, interaction)
+            else:
+                targets = interaction[self.POS_ITEM_ID]
+                seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
             logits = None
             if self.loss_type == "CE":
                 logits = seq_output @ V[: self.n_items].T

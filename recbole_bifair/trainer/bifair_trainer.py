@@ -26,6 +26,7 @@ from torch.func import functional_call
 from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
+from recbole_bifair.data.sequence import head_targets
 from recbole_bifair.errors import BiFairError, ConfigError
 from recbole_bifair.fairness.groups import build_item_groups
 from recbole_bifair.fileio import atomic_path
@@ -298,7 +299,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         E = model.item_table.E
         E0 = model.item_table.E0
         meta = self._next_meta_batch().to(self.device)
-        hvp_batch = interaction if not self.hvp_batch_size else interaction[: self.hvp_batch_size]
+        hvp_batch = interaction if not self.hvp_batch_size else head_targets(interaction, self.hvp_batch_size)
         theta = {n: p.detach() for n, p in theta.items()}
         lam = lam.detach()
         outer_w = {}

@@ -5,6 +5,7 @@ import copy
 import torch
 from recbole.data.dataloader import TrainDataLoader
 
+from recbole_bifair.data.sequence import SequenceTrainDataLoader
 from recbole_bifair.errors import ConfigError
 
 
@@ -12,17 +13,21 @@ def split_meta(config, train_data):
     """(inner loader, meta loader) for ``meta_split``.
 
     ``holdout``: a fixed random share ``meta_fraction`` of the training samples (drawn with the
-    run's seed) goes to the meta loader and is removed from the inner one. ``next_batch``: the
+    run's seed) goes to the meta loader and is removed from the inner one; under sequence-level
+    training the share is of windows, and ``meta_batch_size`` counts targets. ``next_batch``: the
     meta batches are drawn from the training loader itself.
     """
     mode = config["meta_split"]
+    windows = isinstance(train_data, SequenceTrainDataLoader)
     if mode == "next_batch":
+        if windows:
+            return train_data, train_data.subset(torch.arange(train_data.n_windows), config["meta_batch_size"])
         return train_data, _loader(config, train_data._dataset, train_data._sampler, config["meta_batch_size"])
     if mode != "holdout":
         raise ConfigError(f"meta_split '{mode}' is unknown; use holdout or next_batch")
     fraction = config["meta_fraction"]
     dataset = train_data._dataset
-    n = len(dataset)
+    n = train_data.n_windows if windows else len(dataset)
     n_meta = int(round(n * fraction)) if fraction is not None else 0
     if not 0 < fraction < 1 or n_meta < 1 or n - n_meta < 1:
         raise ConfigError(
@@ -32,6 +37,9 @@ def split_meta(config, train_data):
     generator = torch.Generator().manual_seed(config["seed"])
     order = torch.randperm(n, generator=generator)
     meta_index, inner_index = order[:n_meta].sort().values, order[n_meta:].sort().values
+    if windows:  # sequence-level training holds out whole windows; batch sizes count targets
+        return (train_data.subset(inner_index, config["train_batch_size"]),
+                train_data.subset(meta_index, config["meta_batch_size"]))
     inner = _loader(config, dataset.copy(dataset.inter_feat[inner_index]), train_data._sampler, config["train_batch_size"])
     meta = _loader(config, dataset.copy(dataset.inter_feat[meta_index]), train_data._sampler, config["meta_batch_size"])
     return inner, meta
