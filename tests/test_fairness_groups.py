@@ -176,6 +176,11 @@ def test_item_groups_csv(data, tmp_path):
     ({"item_groups": "attribute", "group_field": "genre"}, "group_field", "load_col"),
     ({"item_groups": "attribute", "group_field": "class", "group_multi_value": "all"}, "group_multi_value", "first, rarest"),
     ({"valid_metric": "GroupNDCG@10[pop9]"}, "valid_metric", "pop1, pop2, pop3, pop4, pop5"),
+    ({"long_tail": "pareto"}, "long_tail", "group, share, threshold"),
+    ({"long_tail": "share", "long_tail_share": 1.5}, "long_tail_share", "(0, 1]"),
+    ({"long_tail_share": 0}, "long_tail_share", "(0, 1]"),
+    ({"long_tail": "threshold", "long_tail_threshold": 0}, "long_tail_threshold", ">= 1"),
+    ({"long_tail_threshold": 2.5}, "long_tail_threshold", ">= 1"),
 ])
 def test_bad_group_settings_are_rejected_naming_the_key(data, overrides, key, hint):
     loaded, make_config, _ = data

@@ -24,6 +24,7 @@ from tests.datagen import make_dataset, tiny_config
 
 GROUP_METRICS = ["GroupNDCG", "GroupHit", "GroupExposure", "NDCGCV", "NDCGGap", "NDCGMinMean", "ExposureDisparity"]
 ITEM_METRICS = ["GiniIndex", "ItemCoverage", "AveragePopularity", "TailPercentage"]
+LITERATURE_METRICS = ["MGU", "DGU", "ARP", "APLT", "ACLT", "PopREO", "PopRSP", "TailNDCG", "TailHit", "HeadNDCG", "HeadHit"]
 
 
 def train_and_test(root, model="SASRec", **overrides):
@@ -42,14 +43,15 @@ def sasrec_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     make_dataset(root)
     config, train_data, test_data, trainer, test_result = train_and_test(
-        root, metrics=["Recall", "NDCG", "Hit"] + GROUP_METRICS + ITEM_METRICS, topk=[5, 10], eval_batch_size=16,
+        root, metrics=["Recall", "NDCG", "Hit"] + GROUP_METRICS + ITEM_METRICS + LITERATURE_METRICS, topk=[5, 10],
+        eval_batch_size=16,
         valid_metric="NDCGCV@10", save_rankings=True)
     drawn = []
     real_draw = plots.draw_group_figure
 
-    def recording_draw(by_group, topk, title=None):
-        drawn.append(by_group)
-        return real_draw(by_group, topk, title)
+    def recording_draw(report, title=None):
+        drawn.append(report.by_group)
+        return real_draw(report, title)
 
     plots.draw_group_figure = recording_draw
     try:
@@ -93,6 +95,27 @@ def test_group_metrics_in_the_evaluator_match_the_report(sasrec_run):
             assert result[f"{metric}@{k}"] == round(report["group_overall"][f"{metric}@{k}"], 4)
         assert sum(row[f"exposure@{k}"] for row in rows.values()) == pytest.approx(1.0)
     assert sum(row["n_users"] for row in rows.values()) == report["group_overall"]["n_users"] == 40
+
+
+def test_literature_metrics_in_the_evaluator_match_the_report(sasrec_run):
+    result, report = sasrec_run["test_result"], sasrec_run["report"]
+    unfair = report["group_unfairness"]
+    tail = {row["group"]: row for row in report["tail_report"]}
+    train = sasrec_run["train_data"].dataset
+    counts = np.bincount(train.inter_feat[train.iid_field].numpy(), minlength=train.item_num)
+    rec = sasrec_run["trainer"].eval_collector.last_struct.get("rec.items").numpy()
+    for k in (5, 10):
+        assert result[f"mgu@{k}"] == round(unfair[f"exposure@{k}"]["mgu"], 4)
+        assert result[f"dgu@{k}"] == round(unfair[f"exposure@{k}"]["dgu"], 4)
+        for name in ("arp", "aplt", "aclt", "poprsp", "popreo"):
+            assert result[f"{name}@{k}"] == round(unfair[f"popularity@{k}"][name], 4), name
+        assert result[f"tailndcg@{k}"] == round(tail["tail"][f"ndcg@{k}"], 4)
+        assert result[f"headhit@{k}"] == round(tail["head"][f"hit@{k}"], 4)
+        # ARP against the training item counter directly (RecBole's AveragePopularity is the same mean).
+        assert result[f"arp@{k}"] == pytest.approx(counts[rec[:, :k]].mean(), abs=5e-5)
+        assert result[f"arp@{k}"] == result[f"averagepopularity@{k}"]
+    assert report["long_tail"].startswith("long tail: the last item group, pop5")
+    assert tail["tail"]["n_users"] + tail["head"]["n_users"] == 40
 
 
 def test_rankings_files_recompute_the_report(sasrec_run):

@@ -155,26 +155,35 @@ def test_one_group_equals_recbole_ndcg_recall_hit():
 def test_table_json_and_figure_show_the_same_numbers(report):
     as_json = json.loads(json.dumps(report.to_json()))
     table_lines = report.format_table().splitlines()
-    header = next(line for line in table_lines if line.split()[:2] == ["group", "n_items"]).split()
-    for row in as_json["group_report"]:
-        printed = dict(zip(header, next(line for line in table_lines if line.split()[0] == row["group"]).split()))
-        for column, value in row.items():
-            expected = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
-            assert printed[column] == expected, (row["group"], column)
+    headers = [line.split() for line in table_lines if line.split()[:2] == ["group", "n_items"]]
+    assert len(headers) == 2  # the group table, then the head / long-tail table
+    for rows, header in ((as_json["group_report"], headers[0]), (as_json["tail_report"], headers[1])):
+        for row in rows:
+            printed = dict(zip(header, next(line for line in table_lines if line.split()[0] == row["group"]).split()))
+            for column, value in row.items():
+                expected = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+                assert printed[column] == expected, (row["group"], column)
     for column, figures in as_json["group_unfairness"].items():
         line = next(line for line in table_lines if line.startswith(f"{column}: "))
         for name, value in figures.items():
             if name != "excluded_groups":
-                assert f"{name} {value:.4f}" in line
+                assert f"{name} {'n/a' if value is None else f'{value:.4f}'}" in line
+    assert as_json["group_unfairness"]["popularity@3"]["popreo"] is None  # D, the tail, is never a target
 
-    fig = plots.draw_group_figure(report.by_group, report.topk)
-    ndcg_axes, share_axes = fig.axes
+    fig = plots.draw_group_figure(report)
+    ndcg_axes, share_axes, tail_axes = fig.axes
     heights = [patch.get_height() for patch in ndcg_axes.patches]
     expected = [row[f"ndcg@{k}"] or 0.0 for k in report.topk for row in as_json["group_report"]]
     assert heights == pytest.approx(expected, abs=1e-12)
+    shares = ("exposure@3", "train_share", "item_share")
     heights = [patch.get_height() for patch in share_axes.patches]
-    expected = [row[c] for c in ("exposure@3", "train_share", "item_share") for row in as_json["group_report"]]
-    assert heights == pytest.approx(expected, abs=1e-12)
+    assert heights == pytest.approx([row[c] for c in shares for row in as_json["group_report"]], abs=1e-12)
+    heights = [patch.get_height() for patch in tail_axes.patches]
+    assert heights == pytest.approx([row[c] for c in shares for row in as_json["tail_report"]], abs=1e-12)
+    unfairness = as_json["group_unfairness"]
+    assert f"MGU@3 {unfairness['exposure@3']['mgu']:.3f}" in share_axes.get_title()
+    assert f"APLT@3 {unfairness['popularity@3']['aplt']:.3f}" in tail_axes.get_title()
+    assert "PopREO@3 n/a" in tail_axes.get_title()
 
 
 def test_spread_conventions():

@@ -2,8 +2,10 @@
 
 Group NDCG@10 of a tail group on ml-100k rests on about 190 test users and a handful of hits,
 so its CV moves a lot when the test users change. ``bootstrap`` resamples the evaluated rows
-(users) with replacement and recomputes the overall metric and the unfairness figures of
-:class:`~recbole_bifair.fairness.report.GroupReport` on each resample. Two runs evaluated on the
+(users) with replacement and recomputes every figure of
+:class:`~recbole_bifair.fairness.report.GroupReport` (``GroupReport.figures``: overall accuracy,
+the group spreads, exposure disparity, MGU/DGU, the popularity-bias figures, head/tail accuracy)
+on each resample; ``intervals`` turns the draws into percentile intervals. Two runs evaluated on the
 same rows (same split, same row order) are compared *paired*: ``paired_difference`` draws the
 same resamples for both, which is the test of "is method A fairer than method B on these users".
 """
@@ -38,23 +40,34 @@ def _figures(item_groups, prepared, k, rows=None):
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         positives = np.column_stack([np.repeat(np.arange(len(rows)), counts), positives[first + within, 1]])
         topk_items = topk_items[rows]
-    report = GroupReport(item_groups, topk_items, positives, [k])
-    unfairness = report.unfairness()[f"ndcg@{k}"]
-    return {"ndcg": float(report.overall[f"ndcg@{k}"]), "cv": unfairness["cv"],
-            "min_mean": unfairness["min_mean"], "gap": unfairness["gap"]}
+    return GroupReport(item_groups, topk_items, positives, [k]).figures(k)
 
 
 def figures(item_groups, topk_items, positives, k, rows=None):
-    """``{"ndcg", "cv", "min_mean", "gap"}`` of group NDCG@k, on ``rows`` (row indices, repeats
-    allowed; all rows when None)."""
+    """``GroupReport.figures(k)`` (``ndcg``, ``cv``, ``min_mean``, ``gap`` of group NDCG@k, ...,
+    ``mgu``, ``aplt``, ``popreo``, ...) on ``rows`` (row indices, repeats allowed; all rows when None)."""
     return _figures(item_groups, _prepare(topk_items, positives), k, rows)
 
 
 def bootstrap(item_groups, topk_items, positives, k=10, n_boot=500, seed=0):
-    """``{figure: array of n_boot values}`` for ndcg, cv, min_mean and gap."""
+    """``{figure: array of n_boot values}`` for every figure of ``GroupReport.figures``."""
     prepared = _prepare(topk_items, positives)
     draws = [_figures(item_groups, prepared, k, rows) for rows in resample_indices(len(prepared[0]), n_boot, seed)]
     return {name: np.array([d[name] for d in draws]) for name in draws[0]}
+
+
+def intervals(point, draws, level=0.95):
+    """``{figure: {"estimate", "low", "high", "std"}}``: the point estimate and the percentile
+    interval of the bootstrap draws (resamples where a figure is undefined, e.g. no tail target
+    drawn, are left out of its interval; NaN when every draw is)."""
+    tail = (1 - level) / 2 * 100
+    result = {}
+    for name, estimate in point.items():
+        values = draws[name][~np.isnan(draws[name])]
+        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan, np.nan)
+        result[name] = {"estimate": estimate, "low": float(low), "high": float(high),
+                        "std": float(np.std(values)) if len(values) else np.nan}
+    return result
 
 
 def paired_difference(run_a, run_b, k=10, n_boot=500, seed=0):
@@ -79,6 +92,11 @@ def paired_difference(run_a, run_b, k=10, n_boot=500, seed=0):
     result = {}
     for name, values in diffs.items():
         values = np.array(values)
+        values = values[~np.isnan(values)]  # resamples where the figure is undefined in a run
+        if not len(values):
+            result[name] = {"estimate": point_a[name] - point_b[name], "low": np.nan, "high": np.nan,
+                            "p_below_zero": np.nan}
+            continue
         result[name] = {"estimate": point_a[name] - point_b[name], "low": float(np.percentile(values, 2.5)),
                         "high": float(np.percentile(values, 97.5)), "p_below_zero": float(np.mean(values < 0))}
     return result

@@ -18,6 +18,20 @@ Groups are built from the *training* split only (METHOD.md section 2):
 "Training interactions" are RecBole's ``dataset.item_counter`` on the training split, the counter
 RecBole's own AveragePopularity and TailPercentage use; for sequential data these are the training
 targets, i.e. every training interaction except each user's first.
+
+Long-tail items (for APLT, ACLT, PopREO, PopRSP and the head/tail metrics) are a second, two-way
+split of the same items, by ``long_tail``:
+
+- ``group`` (default): the items of the last group (``popK``; for attribute groups, the group with
+  the fewest training interactions). With the default 5 equal-share popularity groups this is
+  about the 20% of training interactions that Elliot's rule leaves in the tail.
+- ``share`` (Elliot, ``elliot/evaluation/popularity_utils.py``): the head ("short head") is the
+  smallest prefix of items, most popular first, whose training interactions reach
+  ``long_tail_share`` (0.8) of all training interactions; every other item is long-tail.
+- ``threshold`` (LLM-ESR, ``utils/utils.py: metric_pop_report``): items with fewer than
+  ``long_tail_threshold`` (20) training interactions are long-tail.
+
+Items never seen in training are long-tail under every rule.
 """
 
 import numpy as np
@@ -37,6 +51,8 @@ GROUP_DEFAULTS = {
     "group_field": None,
     "group_multi_value": "first",
 }
+LONG_TAIL_DEFAULTS = {"long_tail": "group", "long_tail_share": 0.8, "long_tail_threshold": 20}
+LONG_TAIL_RULES = ("group", "share", "threshold")
 KINDS = ("popularity", "attribute")
 SPLITS = ("interactions", "items")
 MULTI_VALUE = ("first", "rarest")
@@ -47,7 +63,8 @@ NO_VALUE = "[none]"
 
 def group_setting(config, key):
     value = config[key] if key in config else None
-    return GROUP_DEFAULTS[key] if value is None else value
+    defaults = LONG_TAIL_DEFAULTS if key in LONG_TAIL_DEFAULTS else GROUP_DEFAULTS
+    return defaults[key] if value is None else value
 
 
 class ItemGroups:
@@ -61,6 +78,9 @@ class ItemGroups:
         train_count: ``LongTensor (n_items,)`` training interactions of every item (0 for padding).
         item_tokens: ``ndarray (n_items,)`` of the original item tokens (row 0 is ``[PAD]``).
         description: one line saying how the groups were made.
+        tail: ``ndarray (n_items,)`` bool, the long-tail items (padding: False); the last group
+            unless ``set_long_tail`` chose another rule.
+        tail_description: one line saying which items are long-tail.
     """
 
     def __init__(self, kind, names, group_of, train_count, item_tokens, description):
@@ -74,6 +94,15 @@ class ItemGroups:
         if len(set(keys)) != len(keys):
             # Metric keys carry the lower-cased name (RecBole lower-cases valid_metric).
             raise DataError(f"item group names {self.names} differ only by case; rename the values")
+        self.set_long_tail(LONG_TAIL_DEFAULTS["long_tail"])
+
+    def set_long_tail(self, rule, share=LONG_TAIL_DEFAULTS["long_tail_share"],
+                      threshold=LONG_TAIL_DEFAULTS["long_tail_threshold"]):
+        """Choose the long-tail items by ``rule`` (see the module docstring); returns self."""
+        self.tail, self.tail_description = long_tail_items(
+            self.group_of.numpy(), self.train_count.numpy(), self.names, rule, share, threshold)
+        self.tail_description = f"{self.tail_description} ({int(self.tail.sum())} of {self.n_items - 1} items)"
+        return self
 
     @property
     def n_groups(self):
@@ -150,6 +179,48 @@ class ItemGroups:
         return cls("attribute", names, group_of, train_count, item_tokens, description)
 
 
+def long_tail_items(group_of, train_count, names, rule, share, threshold):
+    """``(tail, description)``: the bool mask (n_items,) of long-tail items under ``rule``
+    (``names``: the group names, last = the tail group)."""
+    group_of = np.asarray(group_of)
+    train_count = np.asarray(train_count, dtype=np.int64)
+    if rule == "group":
+        tail = group_of == len(names) - 1
+        description = f"long tail: the last item group, {names[-1]}"
+    elif rule == "share":
+        items = np.arange(1, len(train_count))
+        # Most popular first, ties in item id order, as Elliot's stable sort of its item map.
+        ranked = items[np.argsort(-train_count[items], kind="stable")]
+        cumulative = np.cumsum(train_count[ranked])
+        # Elliot adds items until the remaining budget share * total is <= 0: the item that
+        # reaches the share still belongs to the head.
+        n_head = int(np.searchsorted(cumulative, share * cumulative[-1], side="left")) + 1
+        tail = np.ones(len(train_count), dtype=bool)
+        tail[ranked[:n_head]] = False
+        description = f"long tail: items outside the short head holding {share:g} of training interactions (Elliot)"
+    elif rule == "threshold":
+        tail = train_count < threshold
+        description = f"long tail: items with fewer than {threshold} training interactions (LLM-ESR)"
+    else:
+        raise ConfigError(f"long_tail: '{rule}' is not one of {', '.join(LONG_TAIL_RULES)}")
+    tail = np.array(tail, dtype=bool)
+    tail[0] = False
+    return tail, description
+
+
+def _check_long_tail_settings(config):
+    rule = group_setting(config, "long_tail")
+    share = group_setting(config, "long_tail_share")
+    threshold = group_setting(config, "long_tail_threshold")
+    if rule not in LONG_TAIL_RULES:
+        raise ConfigError(f"long_tail: '{rule}' is not one of {', '.join(LONG_TAIL_RULES)}")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ConfigError(f"long_tail_share: {share!r} is not a number in (0, 1]; set e.g. long_tail_share: 0.8")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or threshold < 1:
+        raise ConfigError(f"long_tail_threshold: {threshold!r} is not an integer >= 1; set e.g. long_tail_threshold: 20")
+    return rule, float(share), int(threshold)
+
+
 def _equal_share_starts(counts, n_groups):
     """Start index of every group in ``counts`` (sorted, most first): item i joins the group whose
     share interval ``[g/K, (g+1)/K)`` holds the midpoint of its mass; then every group gets at
@@ -191,9 +262,10 @@ def build_item_groups(config, dataset):
     for item, count in dataset.item_counter.items():
         train_count[item] = count
     item_tokens = np.asarray(dataset.field2id_token[iid_field], dtype=object)
+    long_tail = _check_long_tail_settings(config)
     if kind == "popularity":
         n_groups, split = _check_popularity_settings(config, dataset, train_count)
-        return ItemGroups.popularity(train_count, n_groups, split, item_tokens)
+        return ItemGroups.popularity(train_count, n_groups, split, item_tokens).set_long_tail(*long_tail)
     field, multi_value = _check_attribute_settings(config, dataset)
     groups = ItemGroups.attribute(_field_values(dataset, field), train_count, multi_value, field, item_tokens)
     if groups.n_groups < 2:
@@ -201,7 +273,7 @@ def build_item_groups(config, dataset):
             f"group_field: item field '{field}' of dataset '{dataset.dataset_name}' has a single value "
             f"({groups.names[0]}), so there is nothing to compare; choose a field with at least 2 values"
         )
-    return groups
+    return groups.set_long_tail(*long_tail)
 
 
 def validate_group_config(config, dataset):

@@ -18,13 +18,26 @@ NDCGMinMean / RecallMinMean   ``ndcgminmean@10``                          bigger
 GroupExposure                 ``groupexposure@10[pop1]`` ... every group  (n/a)    top-k share
 ExposureDisparity             ``exposuredisparity@10``                    smaller  TV vs interactions
 ItemExposureDisparity         ``itemexposuredisparity@10``                smaller  TV vs items
+MGU / DGU                     ``mgu@10`` / ``dgu@10``                     smaller  IFairLRS
+ARP                           ``arp@10``                                  smaller  Elliot
+APLT / ACLT                   ``aplt@10`` / ``aclt@10``                   bigger   Elliot
+PopREO / PopRSP               ``popreo@10`` / ``poprsp@10``               smaller  Elliot, Zhu et al.
+TailNDCG / TailHit /          ``tailndcg@10`` ...                         bigger   LLM-ESR
+HeadNDCG / HeadHit
 ============================  ==========================================  =======  ===========
+
+The last four rows are the literature's names (definitions in ``report.py``); the long tail they
+use is ``long_tail`` (``groups.py``). A figure that is undefined for an evaluation (PopREO when
+no test target is long-tail, TailNDCG without tail targets, ...) is left out of the result, as
+GroupNDCG leaves out a group without users, rather than reported as NaN.
 
 Group names in keys are lower-cased because RecBole lower-cases ``valid_metric``; a selection on
 the tail group reads ``valid_metric: GroupNDCG@10[pop5]``. RecBole's registry is module-level
 state (``recbole.evaluator.register``) that Config and Evaluator imported by name, so
 ``register()`` adds to those very objects; importing ``recbole_bifair.fairness`` calls it.
 """
+
+import math
 
 from recbole.evaluator import register as recbole_register
 from recbole.evaluator.base_metric import AbstractMetric
@@ -134,10 +147,75 @@ class ItemExposureDisparity(_Spread):
     column, figure, smaller = "exposure", "vs_items", True
 
 
+class MGU(_Spread):
+    column, figure, smaller = "exposure", "mgu", True
+
+
+class DGU(_Spread):
+    column, figure, smaller = "exposure", "dgu", True
+
+
+class _Popularity(_GroupMetric):
+    """One of ``unfairness()["popularity@k"]``, left out where undefined."""
+
+    def values(self, report):
+        name = type(self).__name__.lower()
+        unfairness = report.unfairness()
+        return {f"{name}@{k}": unfairness[f"popularity@{k}"][name] for k in report.topk
+                if not math.isnan(unfairness[f"popularity@{k}"][name])}
+
+
+class ARP(_Popularity):
+    smaller = True
+
+
+class APLT(_Popularity):
+    pass
+
+
+class ACLT(_Popularity):
+    pass
+
+
+class PopREO(_Popularity):
+    smaller = True
+
+
+class PopRSP(_Popularity):
+    smaller = True
+
+
+class _HeadTail(_GroupMetric):
+    """Accuracy of the rows whose target is a head (long-tail) item: a row of ``by_tail``."""
+    side, column = None, None
+
+    def values(self, report):
+        name = type(self).__name__.lower()
+        row = report.by_tail.set_index("group").loc[self.side]
+        return {f"{name}@{k}": row[f"{self.column}@{k}"] for k in report.topk if row["n_users"] > 0}
+
+
+class TailNDCG(_HeadTail):
+    side, column = "tail", "ndcg"
+
+
+class TailHit(_HeadTail):
+    side, column = "tail", "hit"
+
+
+class HeadNDCG(_HeadTail):
+    side, column = "head", "ndcg"
+
+
+class HeadHit(_HeadTail):
+    side, column = "head", "hit"
+
+
 METRICS = [
     GroupNDCG, GroupRecall, GroupHit, GroupExposure,
     NDCGGap, NDCGCV, NDCGMinMean, RecallGap, RecallCV, RecallMinMean, HitGap, HitCV, HitMinMean,
     ExposureDisparity, ItemExposureDisparity,
+    MGU, DGU, ARP, APLT, ACLT, PopREO, PopRSP, TailNDCG, TailHit, HeadNDCG, HeadHit,
 ]
 
 

@@ -44,21 +44,40 @@ def save_rankings(run_dir, run_id, struct, dataset):
     return os.path.abspath(rankings_path), os.path.abspath(groups_path)
 
 
-def load_rankings(rankings_path, item_groups_path):
-    """Read back what ``save_rankings`` wrote: ``(item_groups, topk_items, positives)``, ready for
-    ``GroupReport`` (or for regrouping with ``ItemGroups.popularity(groups.train_count, ...)``).
+RANKINGS_COLUMNS = ("user", "target", "topk")
+ITEM_GROUPS_COLUMNS = ("item", "group", "train_count")
+
+
+def load_rankings(rankings_path, item_groups_path, k=None):
+    """Read back what ``save_rankings`` wrote (or the same two files made by any other system):
+    ``(item_groups, topk_items, positives)``, ready for ``GroupReport`` (or for regrouping with
+    ``ItemGroups.popularity(groups.train_count, ...)``).
 
     Item ids are re-derived from the order of the item groups file (row i is id i + 1), so they
-    need not be RecBole's. Groups are in natural name order (pop2 before pop10).
+    need not be RecBole's. Groups are in natural name order (pop2 before pop10). ``k``: keep the
+    first k items of every list (every list must hold at least k); None: every list must have
+    the same length. The long tail is the last group (``groups.set_long_tail`` changes it).
+
+    Raises DataError naming the file and its row (the header is row 1) for a missing column, a
+    duplicated user or item, an item missing from the item groups file, a train_count that is not
+    a count, or a list shorter than k.
     """
-    items = pd.read_csv(item_groups_path, dtype={"item": str, "group": str})
-    rankings = pd.read_csv(rankings_path, dtype=str, keep_default_na=False)
+    items = _read_csv(item_groups_path, ITEM_GROUPS_COLUMNS)
+    rankings = _read_csv(rankings_path, RANKINGS_COLUMNS)
+    _no_repeats(items["item"], item_groups_path, "item")
+    _no_repeats(rankings["user"], rankings_path, "user",
+                hint="a rankings file has one row per evaluated user (put several targets in one row)")
+    counts = pd.to_numeric(items["train_count"], errors="coerce")
+    bad = np.flatnonzero(~(counts.notna() & (counts >= 0) & (counts == counts.round())))
+    if len(bad):
+        raise DataError(f"{item_groups_path} row {bad[0] + 2}, column train_count: "
+                        f"'{items['train_count'].iloc[bad[0]]}' is not a count of training interactions (an integer >= 0)")
     tokens = np.concatenate([["[PAD]"], items["item"].to_numpy()]).astype(object)
     index = {token: i for i, token in enumerate(tokens)}
     names = sorted(items["group"].unique(), key=_natural_key)
     group_id = {name: g for g, name in enumerate(names)}
     group_of = [PADDING_GROUP] + [group_id[name] for name in items["group"]]
-    train_count = np.concatenate([[0], items["train_count"].to_numpy()])
+    train_count = np.concatenate([[0], counts.to_numpy(dtype=np.int64)])
     groups = ItemGroups("loaded", names, group_of, train_count, tokens, f"loaded from {item_groups_path}")
 
     def ids(text, row, column):
@@ -68,10 +87,39 @@ def load_rankings(rankings_path, item_groups_path):
             raise DataError(f"{rankings_path} row {row + 2}, column {column}: item {err} is not in "
                             f"{item_groups_path}; use the two files of the same run") from None
 
-    topk_items = np.array([ids(text, r, "topk") for r, text in enumerate(rankings["topk"])], dtype=np.int64)
+    lists = [ids(text, r, "topk") for r, text in enumerate(rankings["topk"])]
+    lengths = np.array([len(ranked) for ranked in lists])
+    if k is None:
+        k = int(lengths[0]) if len(lengths) else 0
+        short = np.flatnonzero(lengths != k)
+        why = f"row 2 has {k}; pass k (--topk) no larger than the shortest list"
+    else:
+        short = np.flatnonzero(lengths < k)
+        why = f"fewer than k = {k}; pass a smaller k (--topk) or longer lists"
+    if len(short):
+        raise DataError(f"{rankings_path} row {short[0] + 2}, column topk: {lengths[short[0]]} items, {why}")
+    topk_items = np.array([ranked[:k] for ranked in lists], dtype=np.int64).reshape(len(lists), k)
     positives = np.array([(r, item) for r, text in enumerate(rankings["target"]) for item in ids(text, r, "target")],
                          dtype=np.int64).reshape(-1, 2)
     return groups, topk_items, positives
+
+
+def _read_csv(path, columns):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path} row 1 (header): missing column(s) {', '.join(missing)}; the file needs the "
+                        f"columns {', '.join(columns)} (found: {', '.join(map(str, frame.columns)) or 'none'})")
+    return frame
+
+
+def _no_repeats(values, path, column, hint=""):
+    repeated = np.flatnonzero(values.duplicated().to_numpy())
+    if len(repeated):
+        row = repeated[0]
+        first = int(np.flatnonzero((values == values.iloc[row]).to_numpy())[0])
+        raise DataError(f"{path} row {row + 2}, column {column}: '{values.iloc[row]}' already appears in row "
+                        f"{first + 2}" + (f"; {hint}" if hint else ""))
 
 
 def _natural_key(name):

@@ -1,8 +1,9 @@
 """Per-group accuracy, exposure and unfairness: one computation, like fairlearn's MetricFrame.
 
-``GroupReport`` computes ``by_group`` (a DataFrame, one row per item group) and ``overall`` once;
-everything else (``unfairness()``, the registered metrics, the logged table, the JSON and the
-figure) is read from them.
+``GroupReport`` computes, once, ``by_group`` (a DataFrame, one row per item group), ``overall``,
+``by_tail`` (the same table for the two-way split head / long tail) and ``by_row`` (per evaluated
+row: the popularity figures of its top-k list); everything else (``unfairness()``, ``figures()``,
+the registered metrics, the logged table, the JSON, the figure and the bootstrap) is read from them.
 
 Definitions (METHOD.md section 2):
 
@@ -22,6 +23,21 @@ Definitions (METHOD.md section 2):
 - Exposure disparity: the total variation distance between exposure shares and training
   interaction shares, ``0.5 * sum_g |exposure_g - train_share_g|`` (``vs_items``: against item
   shares); 0 when exposure is proportional, 1 at most. Every group takes part.
+- IFairLRS (Jiang et al., WWW 2024): the group proportion ``GP_g@k`` is ``exposure@k`` and the
+  history proportion is ``train_share`` (the group's share of training interactions), so the
+  group unfairness is ``GU_g@k = exposure_g@k - train_share_g``; ``mgu = mean_g |GU_g|`` and
+  ``dgu = max_g GU_g - min_g GU_g``, over every group (``mgu`` is ``2 * vs_interactions / K``).
+- Popularity bias (Elliot; Abdollahpouri et al. 2017/2019, Zhu et al. 2021), with the long tail
+  of ``item_groups.tail`` and an item's popularity = its training interactions: per row, over the
+  real items of its top-k list (padding slots are not items), ``arp`` = mean popularity, ``aplt``
+  = share of long-tail items, ``aclt`` = number of long-tail items; each averaged over the rows
+  (rows whose list holds no item are left out). ``by_tail`` has Zhu et al.'s
+  ``rec_rate@k = P(R@k | g)`` (top-k slots of side g over n_rows * items of g: every item is a
+  candidate, as in RecBole's sequential full ranking) and ``tpr@k = P(R@k | g, y=1)`` (test
+  targets of side g found in the top-k over all test targets of side g); ``poprsp`` and
+  ``popreo`` are std / mean of these over head and tail (``|a - b| / (a + b)``; 0 is fair).
+- LLM-ESR's head/tail split: ``by_tail``'s ``ndcg@k`` / ``hit@k`` of the tail and head rows
+  (users whose target is a long-tail / head item).
 """
 
 import math
@@ -37,6 +53,9 @@ from recbole_bifair.fairness.groups import PADDING_GROUP
 from recbole_bifair.fairness.rankings import save_rankings
 
 ACCURACY = ("ndcg", "recall", "hit")
+SPREADS = ("gap", "cv", "min_mean")
+POPULARITY = ("arp", "aplt", "aclt", "poprsp", "popreo")
+TAIL_NAMES = ("head", "tail")
 REPORT_KEY = "fairness.report"
 
 
@@ -44,8 +63,9 @@ class GroupReport:
     """Per-group metrics of one evaluation.
 
     Args:
-        item_groups: :class:`~recbole_bifair.fairness.groups.ItemGroups`.
-        topk_items: ``(n_rows, >= max(topk))`` recommended internal item ids, best first.
+        item_groups: :class:`~recbole_bifair.fairness.groups.ItemGroups` (its ``tail`` is the long tail).
+        topk_items: ``(n_rows, >= max(topk))`` recommended internal item ids, best first (0: an
+            empty slot, e.g. when k is larger than the catalog).
         positives: ``(n_pairs, 2)`` pairs ``(row, item id)`` of ground-truth items.
         topk: list of cut-offs k.
     """
@@ -63,7 +83,7 @@ class GroupReport:
         # A repeated pair is one relevant item, as in RecBole's positive matrix.
         positives = np.unique(positives, axis=0)
         self.n_rows = len(topk_items)
-        self.by_group, self.overall = self._compute(topk_items, positives)
+        self.by_group, self.overall, self.by_tail, self.by_row = self._compute(topk_items, positives)
 
     @classmethod
     def from_struct(cls, struct, topk):
@@ -81,40 +101,64 @@ class GroupReport:
 
     def _compute(self, topk_items, positives):
         groups = self.item_groups
-        group_of = groups.group_of.numpy()
-        n_groups, n_items = groups.n_groups, groups.n_items
+        n_items = groups.n_items
         # (row, item) pairs as one integer each, so that membership is one vectorised isin.
         is_pos = np.isin(np.arange(self.n_rows)[:, None] * n_items + topk_items,
                          positives[:, 0] * n_items + positives[:, 1])
-        rec_group = group_of[topk_items]
-        pos_rows, pos_group = positives[:, 0], group_of[positives[:, 1]]
+        by_group = self._partition(groups.group_of.numpy(), groups.names, topk_items, positives, is_pos)
+        tail_of = groups.tail.astype(np.int64)
+        tail_of[0] = PADDING_GROUP
+        by_tail = self._partition(tail_of, TAIL_NAMES, topk_items, positives, is_pos, zhu=True)
 
-        rows = []
-        for g in range(n_groups):
-            pos_len = np.bincount(pos_rows[pos_group == g], minlength=self.n_rows)
-            rows.append(_accuracy(is_pos & (rec_group == g), pos_len, self.topk))
-        overall = _accuracy(is_pos, np.bincount(pos_rows, minlength=self.n_rows), self.topk)
-
-        by_group = pd.DataFrame({
-            "group": groups.names,
-            "n_items": groups.items_per_group(),
-            "n_train": groups.train_per_group(),
-            "n_users": [row["n_users"] for row in rows],
-        })
-        for column in self.metric_columns:
-            by_group[column] = [row[column] for row in rows]
-        for k in self.topk:
-            slots = rec_group[:, :k]
-            counts = np.bincount(slots[slots != PADDING_GROUP], minlength=n_groups)
-            by_group[f"exposure@{k}"] = counts / counts.sum()
-        by_group["train_share"] = by_group["n_train"] / by_group["n_train"].sum()
-        by_group["item_share"] = by_group["n_items"] / by_group["n_items"].sum()
-
+        overall = _accuracy(is_pos, np.bincount(positives[:, 0], minlength=self.n_rows), self.topk)
         overall_row = {"group": "overall", "n_items": int(by_group["n_items"].sum()),
                        "n_train": int(by_group["n_train"].sum()), "n_users": self.n_rows}
         overall_row.update({c: overall[c] for c in self.metric_columns})
         overall_row.update({c: 1.0 for c in self.exposure_columns + ["train_share", "item_share"]})
-        return by_group, pd.Series(overall_row)
+
+        train_count, tail = groups.train_count.numpy(), groups.tail
+        by_row = {}
+        for k in self.topk:
+            items = topk_items[:, :k]
+            n_real = (items != 0).sum(axis=1).astype(float)
+            n_real[n_real == 0] = np.nan  # a list without any item has no popularity figures
+            n_tail = tail[items].sum(axis=1)
+            by_row[f"arp@{k}"] = train_count[items].sum(axis=1) / n_real  # padding's count is 0
+            by_row[f"aplt@{k}"] = n_tail / n_real
+            by_row[f"aclt@{k}"] = np.where(np.isnan(n_real), np.nan, n_tail)
+        return by_group, pd.Series(overall_row), by_tail, pd.DataFrame(by_row)
+
+    def _partition(self, group_of, names, topk_items, positives, is_pos, zhu=False):
+        """The per-group table of one partition of the items (``group_of``: id -> group, padding -1)."""
+        n_groups = len(names)
+        rec_group = group_of[topk_items]
+        pos_rows, pos_group = positives[:, 0], group_of[positives[:, 1]]
+        rows = []
+        for g in range(n_groups):
+            pos_len = np.bincount(pos_rows[pos_group == g], minlength=self.n_rows)
+            rows.append(_accuracy(is_pos & (rec_group == g), pos_len, self.topk))
+        real = group_of[1:]
+        n_items = np.bincount(real, minlength=n_groups)
+        n_train = np.bincount(real, weights=self.item_groups.train_count[1:].numpy(), minlength=n_groups).astype(np.int64)
+        table = pd.DataFrame({"group": list(names), "n_items": n_items, "n_train": n_train,
+                              "n_users": [row["n_users"] for row in rows]})
+        for column in self.metric_columns:
+            table[column] = [row[column] for row in rows]
+        slots = {}
+        for k in self.topk:
+            in_top = rec_group[:, :k]
+            slots[k] = np.bincount(in_top[in_top != PADDING_GROUP], minlength=n_groups)
+            table[f"exposure@{k}"] = _ratio(slots[k], slots[k].sum())
+        table["train_share"] = _ratio(n_train, n_train.sum())
+        table["item_share"] = _ratio(n_items, n_items.sum())
+        if zhu:
+            n_targets = np.bincount(pos_group[pos_group != PADDING_GROUP], minlength=n_groups)
+            table["n_targets"] = n_targets
+            for k in self.topk:
+                table[f"rec_rate@{k}"] = _ratio(slots[k], self.n_rows * n_items)
+                found = rec_group[:, :k][is_pos[:, :k]]
+                table[f"tpr@{k}"] = _ratio(np.bincount(found, minlength=n_groups), n_targets)
+        return table
 
     @property
     def excluded_groups(self):
@@ -123,40 +167,82 @@ class GroupReport:
 
     def unfairness(self):
         """``{"ndcg@10": {"gap", "cv", "min_mean", "excluded_groups"}, ...,
-        "exposure@10": {"vs_interactions", "vs_items"}, ...}``, all derived from ``by_group``."""
+        "exposure@10": {"vs_interactions", "vs_items", "mgu", "dgu"}, ...,
+        "popularity@10": {"arp", "aplt", "aclt", "poprsp", "popreo"}, ...}``, all derived from
+        ``by_group``, ``by_tail`` and ``by_row``."""
         evaluated = self.by_group[self.by_group["n_users"] > 0]
         result = {}
         for column in self.metric_columns:
             result[column] = dict(spread(evaluated[column].to_numpy()), excluded_groups=self.excluded_groups)
+        train_share = self.by_group["train_share"].to_numpy()
         for column in self.exposure_columns:
             exposure = self.by_group[column].to_numpy()
+            group_unfairness = exposure - train_share  # IFairLRS's GU_g
             result[column] = {
-                "vs_interactions": total_variation(exposure, self.by_group["train_share"].to_numpy()),
+                "vs_interactions": total_variation(exposure, train_share),
                 "vs_items": total_variation(exposure, self.by_group["item_share"].to_numpy()),
+                "mgu": float(np.mean(np.abs(group_unfairness))),
+                "dgu": float(np.max(group_unfairness) - np.min(group_unfairness)),
+            }
+        for k in self.topk:
+            result[f"popularity@{k}"] = {
+                **{name: _nanmean(self.by_row[f"{name}@{k}"]) for name in ("arp", "aplt", "aclt")},
+                "poprsp": spread(self.by_tail[f"rec_rate@{k}"].to_numpy())["cv"],
+                "popreo": spread(self.by_tail[f"tpr@{k}"].to_numpy())["cv"],
             }
         return result
 
+    def figures(self, k):
+        """Every scalar figure at cut-off ``k`` in one flat dict (the row of a results table):
+        overall ``ndcg``/``recall``/``hit``; ``gap``/``cv``/``min_mean`` of group NDCG and
+        ``recall_gap``, ... ``hit_min_mean``; ``exposure_disparity``, ``item_exposure_disparity``,
+        ``mgu``, ``dgu``; ``arp``, ``aplt``, ``aclt``, ``poprsp``, ``popreo``; ``head_ndcg``,
+        ``tail_ndcg``, ``head_hit``, ``tail_hit``. NaN where a figure is undefined."""
+        unfairness = self.unfairness()
+        result = {m: float(self.overall[f"{m}@{k}"]) for m in ACCURACY}
+        for m in ACCURACY:
+            for name in SPREADS:
+                result[name if m == "ndcg" else f"{m}_{name}"] = unfairness[f"{m}@{k}"][name]
+        exposure = unfairness[f"exposure@{k}"]
+        result.update(exposure_disparity=exposure["vs_interactions"], item_exposure_disparity=exposure["vs_items"],
+                      mgu=exposure["mgu"], dgu=exposure["dgu"])
+        result.update(unfairness[f"popularity@{k}"])
+        tail = self.by_tail.set_index("group")
+        for side in TAIL_NAMES:
+            for m in ("ndcg", "hit"):
+                result[f"{side}_{m}"] = float(tail.loc[side, f"{m}@{k}"])
+        return result
+
     def to_json(self):
-        """``{"group_report": [row, ...], "group_unfairness": {...}, "group_overall": row}`` with
-        NaN (a group without evaluated rows) written as null."""
+        """``{"group_report": [row, ...], "group_unfairness": {...}, "group_overall": row,
+        "item_groups": ..., "tail_report": [head row, tail row], "long_tail": ...}`` with NaN
+        (a group without evaluated rows) written as null."""
         return {
             "group_report": [_clean(row) for row in self.by_group.to_dict(orient="records")],
             "group_unfairness": _clean(self.unfairness()),
             "group_overall": _clean(self.overall.to_dict()),
             "item_groups": self.item_groups.description,
+            "tail_report": [_clean(row) for row in self.by_tail.to_dict(orient="records")],
+            "long_tail": self.item_groups.tail_description,
         }
 
     def format_table(self):
-        """The per-group table and its unfairness lines, as printed (4 decimals)."""
+        """The per-group table, its unfairness lines and the head / long-tail table, as printed
+        (4 decimals, ``n/a`` where a value is undefined)."""
+        def number(value):
+            return "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.4f}"
+
         table = pd.concat([self.by_group, self.overall.to_frame().T], ignore_index=True)
         lines = [f"item groups: {self.item_groups.description}",
-                 table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a")]
+                 table.to_string(index=False, float_format=number, na_rep="n/a")]
         for column, figures in self.unfairness().items():
             lines.append(f"{column}: " + ", ".join(
-                f"{name} {value:.4f}" for name, value in figures.items() if name != "excluded_groups"))
+                f"{name} {number(value)}" for name, value in figures.items() if name != "excluded_groups"))
         if self.excluded_groups:
             lines.append(f"groups with n_users = 0 (no evaluated user; accuracy n/a and excluded from "
                          f"gap, cv and min_mean): {', '.join(self.excluded_groups)}")
+        lines += [self.item_groups.tail_description,
+                  self.by_tail.to_string(index=False, float_format=number, na_rep="n/a")]
         return "\n".join(lines)
 
     def log_table(self, logger):
@@ -211,6 +297,18 @@ def report_of(struct, topk):
     return struct.get(REPORT_KEY)
 
 
+def _ratio(numerator, denominator):
+    """Element-wise ``numerator / denominator`` with NaN where the denominator is 0."""
+    numerator = np.asarray(numerator, dtype=float)
+    denominator = np.broadcast_to(np.asarray(denominator, dtype=float), numerator.shape)
+    return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=denominator != 0)
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=float)
+    return float(np.mean(values[~np.isnan(values)])) if (~np.isnan(values)).any() else math.nan
+
+
 def total_variation(shares, reference):
     return float(0.5 * np.abs(np.asarray(shares) - np.asarray(reference)).sum())
 
@@ -252,7 +350,7 @@ def end_of_run_report(config, trainer, test_data, run_dir, run_id):
     result = report.to_json()
     figure_path = os.path.join(run_dir, f"{run_id}.groups.png")
     result["group_figure"] = plots.save_group_figure(
-        report.by_group, report.topk, figure_path, title=f"{run_id}: {report.item_groups.description}")
+        report, figure_path, title=f"{run_id}: {report.item_groups.description}")
     result["rankings_file"] = result["item_groups_file"] = None
     if config["save_rankings"]:
         paths = save_rankings(run_dir, run_id, struct, test_data._dataset)
