@@ -128,6 +128,9 @@ def run_one(method, seed, profile, workdir, threads):
 
 
 N_BOOT = 1000  # bootstrap resamples of the test users (recbole_bifair/fairness/bootstrap.py)
+#: The literature's figures shown next to CV and min/mean (GroupReport.figures names): IFairLRS's
+#: MGU/DGU and Elliot's APLT/PopREO, long tail = the last popularity group (long_tail: group).
+LITERATURE = ("mgu", "dgu", "aplt", "popreo")
 
 
 def test_rankings(result_file):
@@ -158,6 +161,7 @@ def summarise(result_files):
     import pandas as pd
 
     from recbole_bifair.fairness.bootstrap import bootstrap
+    from recbole_bifair.fairness.report import GroupReport
 
     rows = []
     for method, files in result_files.items():
@@ -181,6 +185,9 @@ def summarise(result_files):
             for g in range(1, GROUPS + 1):
                 row[f"ndcg_pop{g}"] = t.get(f"groupndcg@{TOPK}[pop{g}]", float("nan"))
             groups, topk, positives, _ = test_rankings(path)
+            # From the saved rankings, so that runs made before these metrics existed have them too.
+            literature = GroupReport(groups, topk, positives, [TOPK]).figures(TOPK)
+            row.update({name: literature[name] for name in LITERATURE})
             by_items, unf = item_split_unfairness(groups, topk, positives)
             row["cv_items_split"] = unf["cv"]
             row["min_mean_items_split"] = unf["min_mean"]
@@ -240,7 +247,7 @@ def write_outputs(table, profile, out_dir, header, paired=()):
     stem = os.path.join(out_dir, f"fairness-{profile}")
     with atomic_path(stem + ".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.5f")
-    shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap",
+    shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap", *LITERATURE,
              *[f"ndcg_pop{g}" for g in range(1, GROUPS + 1)], "exposure_disparity",
              "cv_items_split", "min_mean_items_split", "epochs", "sec_per_epoch"]
     shown[4:4] = [c for c in ("cv_std", "cv_boot_std") if c in table]
@@ -258,6 +265,10 @@ def write_outputs(table, profile, out_dir, header, paired=()):
                   *method_lines, ""]
     lines.append(f"`cv_boot_std`: standard deviation of a run's CV over {N_BOOT} bootstrap resamples of its "
                  f"test users (sampling noise of one run; mean over seeds).")
+    lines.append(f"`mgu`, `dgu`: IFairLRS's mean absolute and max-minus-min group unfairness (share of top-{TOPK} "
+                 f"slots minus share of training interactions, over the {GROUPS} groups); `aplt`: Elliot's average "
+                 f"share of long-tail items per top-{TOPK} list; `popreo`: Elliot's popularity REO (std / mean of "
+                 f"the head and tail test-target recall); long tail = pop{GROUPS}. Smaller is fairer except `aplt`.")
     write_text_atomic(stem + ".md", "\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(11, 4.5))
