@@ -140,8 +140,9 @@ class GroupReport:
         real = group_of[1:]
         n_items = np.bincount(real, minlength=n_groups)
         n_train = np.bincount(real, weights=self.item_groups.train_count[1:].numpy(), minlength=n_groups).astype(np.int64)
-        table = pd.DataFrame({"group": list(names), "n_items": n_items, "n_train": n_train,
-                              "n_users": [row["n_users"] for row in rows]})
+        # Columns gathered first and framed once: a bootstrap builds thousands of these tables.
+        table = {"group": list(names), "n_items": n_items, "n_train": n_train,
+                 "n_users": [row["n_users"] for row in rows]}
         for column in self.metric_columns:
             table[column] = [row[column] for row in rows]
         slots = {}
@@ -158,7 +159,7 @@ class GroupReport:
                 table[f"rec_rate@{k}"] = _ratio(slots[k], self.n_rows * n_items)
                 found = rec_group[:, :k][is_pos[:, :k]]
                 table[f"tpr@{k}"] = _ratio(np.bincount(found, minlength=n_groups), n_targets)
-        return table
+        return pd.DataFrame(table)
 
     @property
     def excluded_groups(self):
