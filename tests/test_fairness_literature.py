@@ -165,7 +165,7 @@ def write_files(folder, rows=None, items=None):
     items = items if items is not None else [
         {"item": TOKENS[i], "group": NAMES[GROUP_OF[i]], "train_count": TRAIN[i]} for i in range(1, 9)]
     rankings, item_groups = folder / "run.rankings.csv", folder / "run.item_groups.csv"
-    pd.DataFrame(rows).to_csv(rankings, index=False)
+    pd.DataFrame(rows, columns=list(rows[0]) if rows else ["user", "target", "topk"]).to_csv(rankings, index=False)
     pd.DataFrame(items).to_csv(item_groups, index=False)
     return str(rankings), str(item_groups)
 
@@ -218,6 +218,8 @@ def test_file_report_default_k_is_the_list_length_and_padding_loads(tmp_path):
      r"run.item_groups.csv row 6, column train_count: 'many' is not a count"),
     (lambda rows, items: items[5].update(item="i1"),
      r"run.item_groups.csv row 7, column item: 'i1' already appears in row 2"),
+    (lambda rows, items: rows.clear(),
+     r"run.rankings.csv has no row after the header \(row 1\)"),
     (lambda rows, items: rows[1].update(topk="i2 i1"),
      r"run.rankings.csv row 3, column topk: 2 items, row 2 has 3; pass k \(--topk\) no larger than the shortest list"),
 ])
@@ -227,6 +229,15 @@ def test_bad_ranking_files_name_the_file_and_row(tmp_path, change, message):
     change(rows, items)
     with pytest.raises(DataError, match=message):
         file_report(*write_files(tmp_path, rows, items), n_boot=0)
+
+
+def test_empty_or_missing_files_are_named(tmp_path):
+    rankings, item_groups = write_files(tmp_path)
+    open(rankings, "w").close()
+    with pytest.raises(DataError, match=r"run.rankings.csv is empty; row 1 must be the header user,target,topk"):
+        file_report(rankings, item_groups, n_boot=0)
+    with pytest.raises(DataError, match=r"nope.csv: no such file"):
+        file_report(str(tmp_path / "nope.csv"), item_groups, n_boot=0)
 
 
 def test_k_larger_than_the_lists_is_one_error_line(tmp_path, capsys):

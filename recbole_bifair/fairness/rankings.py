@@ -58,12 +58,15 @@ def load_rankings(rankings_path, item_groups_path, k=None):
     first k items of every list (every list must hold at least k); None: every list must have
     the same length. The long tail is the last group (``groups.set_long_tail`` changes it).
 
-    Raises DataError naming the file and its row (the header is row 1) for a missing column, a
-    duplicated user or item, an item missing from the item groups file, a train_count that is not
+    Raises DataError naming the file and its row (the header is row 1) for an empty file, a missing
+    column, a duplicated user or item, an item missing from the item groups file, a train_count that is not
     a count, or a list shorter than k.
     """
     items = _read_csv(item_groups_path, ITEM_GROUPS_COLUMNS)
     rankings = _read_csv(rankings_path, RANKINGS_COLUMNS)
+    for frame, path in ((items, item_groups_path), (rankings, rankings_path)):
+        if frame.empty:
+            raise DataError(f"{path} has no row after the header (row 1)")
     _no_repeats(items["item"], item_groups_path, "item")
     _no_repeats(rankings["user"], rankings_path, "user",
                 hint="a rankings file has one row per evaluated user (put several targets in one row)")
@@ -105,7 +108,12 @@ def load_rankings(rankings_path, item_groups_path, k=None):
 
 
 def _read_csv(path, columns):
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty; row 1 must be the header {','.join(columns)}") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path} row 1 (header): missing column(s) {', '.join(missing)}; the file needs the "
