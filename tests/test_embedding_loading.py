@@ -139,9 +139,23 @@ def test_explicit_existing_file_is_used_as_is(tiny_data, tmp_path, monkeypatch):
         ensure_item_embeddings(_config(tiny_data, llm_emb_file=str(tmp_path / "bad.llmemb")))
 
 
-def test_explicit_missing_file_is_generated_there(tiny_data, tmp_path, tiny_gpt):
+def test_explicit_missing_file_stops_the_run_and_names_the_path(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(generate_module, "TextEncoder", None)  # any encoding attempt would fail
+    target = str(tmp_path / "missing.llmemb")
+    with pytest.raises(ConfigError) as failure:
+        ensure_item_embeddings(_config(tiny_data, llm_emb_file=target))
+    message = str(failure.value)
+    assert f"llm_emb_file '{target}' does not exist" in message
+    assert f"python -m recbole_bifair.embed --dataset=tiny --data_path={tiny_data} --output={target}" in message
+    assert "llm_emb_generate: true" in message and "leave llm_emb_file unset" in message
+    assert not os.path.exists(target) and not os.path.exists(target + ".json")
+    assert not os.path.exists("dataset_embeddings")  # nor anything at the default location
+
+
+def test_explicit_missing_file_is_generated_there_with_llm_emb_generate(tiny_data, tmp_path, tiny_gpt):
     target = str(tmp_path / "out" / "e.llmemb")
-    config = _config(tiny_data, llm_encoder=tiny_gpt, llm_emb_file=target, llm_emb_normalize=True)
+    config = _config(tiny_data, llm_encoder=tiny_gpt, llm_emb_file=target, llm_emb_normalize=True,
+                     llm_emb_generate=True)
     assert ensure_item_embeddings(config) == target
     table = read_feature_file(target)
     assert table.tokens == [f"i{i}" for i in range(30)]
@@ -178,6 +192,7 @@ def test_default_location_is_outside_the_recbole_wheel():
 @pytest.mark.parametrize("key, value", [
     ("llm_emb_pooling", "max"), ("llm_emb_missing", "skip"), ("llm_emb_batch_size", 0),
     ("llm_emb_normalize", "yes"), ("llm_emb_fields", []), ("llm_emb_dtype", "int8"),
+    ("llm_emb_generate", "yes"),
 ])
 def test_bad_config_values(tiny_data, key, value):
     config = _config(tiny_data, **{key: value})

@@ -14,7 +14,10 @@ from logging import getLogger
 from recbole_bifair.embedding.encoder import TextEncoder, resolve_device, resolve_dtype, resolve_encoder
 from recbole_bifair.embedding.feature_file import check_header, read_metadata, write_feature_file
 from recbole_bifair.embedding.item_text import build_item_texts
-from recbole_bifair.embedding.options import EmbeddingOptions, config_value, embedding_dir, show_progress, slug
+from recbole_bifair.embedding.options import (
+    EmbeddingOptions, config_value, embedding_dir, generate_missing, show_progress, slug,
+)
+from recbole_bifair.errors import ConfigError
 
 FORMAT_VERSION = 1
 
@@ -31,14 +34,38 @@ def ensure_item_embeddings(config):
     """Path of the run's item embedding file.
 
     ``llm_emb_file`` naming an existing file: its header is checked and the file is used as it
-    is (``load_item_embeddings`` validates every line). Otherwise the file, at ``llm_emb_file``
-    or at ``default_embedding_path(config)``, is generated (or reused from the cache).
+    is (``load_item_embeddings`` validates every line). ``llm_emb_file`` naming a missing file: a
+    ConfigError, unless ``llm_emb_generate`` is true; a typo must not silently become a new file
+    holding the default encoder's vectors under a name the user chose for other ones. Without
+    ``llm_emb_file``, the file at ``default_embedding_path(config)`` is generated (or reused from
+    the cache).
     """
     path = config_value(config, "llm_emb_file")
-    if path and os.path.exists(path):
+    generate = generate_missing(config)
+    if not path:
+        return generate_item_embeddings(config, default_embedding_path(config))
+    if os.path.exists(path):
         check_header(path)
         return path
-    return generate_item_embeddings(config, path or default_embedding_path(config))
+    if generate:
+        return generate_item_embeddings(config, path)
+    raise ConfigError(
+        f"llm_emb_file '{path}' does not exist (read relative to {os.getcwd()}). Check the path; or make the "
+        f"file with `{_embed_command(config, path)}`; or leave "
+        f"llm_emb_file unset to use the default file {default_embedding_path(config)} (generated when missing); "
+        f"or set llm_emb_generate: true (--llm_emb_generate=true) to generate it at this path"
+    )
+
+
+def _embed_command(config, output):
+    """The ``recbole_bifair.embed`` command line that writes this run's file to ``output``."""
+    words = ["python -m recbole_bifair.embed", f"--dataset={config['dataset']}"]
+    if config["dataset"] != "ml-100k":  # RecBole reads ml-100k from its wheel whatever data_path says
+        words.append(f"--data_path={os.path.dirname(os.path.normpath(config['data_path']))}")
+    encoder = EmbeddingOptions.from_config(config).encoder
+    if encoder:
+        words.append(f"--encoder={encoder}")
+    return " ".join(words + [f"--output={output}"])
 
 
 def generate_item_embeddings(config, output):

@@ -17,6 +17,7 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 DEFAULTS = {
     "llm_emb_file": None,
+    "llm_emb_generate": False,
     "llm_emb_dir": "./dataset_embeddings",
     "llm_encoder": None,
     "llm_emb_fields": None,
@@ -74,6 +75,11 @@ class EmbeddingOptions:
 
 def missing_mode(config):
     return _choice(config, "llm_emb_missing", MISSING_MODES)
+
+
+def generate_missing(config):
+    """``llm_emb_generate``: may a missing explicit ``llm_emb_file`` be generated at its path?"""
+    return _bool(config, "llm_emb_generate")
 
 
 def embedding_dir(config):
