@@ -17,6 +17,7 @@ from recbole.config import Config
 from recbole.utils import ModelType
 
 from recbole_bifair import compat
+from recbole_bifair.data.columns import complete_load_col
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.utils import available_models, get_model
 
@@ -142,6 +143,11 @@ class BiFairConfig(Config):
 
     def compatibility_settings(self):
         compat.ensure_numpy_aliases()
+
+    def _set_default_parameters(self):
+        super()._set_default_parameters()
+        # data_path is final only now; checked before any file is read
+        complete_load_col(self.final_config_dict)
 
     def _load_config_files(self, file_list):
         merged = {}

@@ -53,7 +53,7 @@ def build_item_texts(config, fields=None, template=None):
     """Read the run's ``.item`` file and render one text per item.
 
     ``fields``: item fields to use (None: all but the item id). ``template``: see the module doc;
-    it names its own fields, and ``fields`` is then not used.
+    it names its own fields, which must then be among ``fields`` when both are given.
     """
     path = item_file_path(config)
     iid_field = config["ITEM_ID_FIELD"]
@@ -63,8 +63,17 @@ def build_item_texts(config, fields=None, template=None):
             f"item file {path} has no item id column '{iid_field}' (its fields: {', '.join(available)}); "
             f"set ITEM_ID_FIELD to the item id field"
         )
-    fields = tuple(fields) if fields else tuple(f for f in available if f != iid_field)
     parts = _Template(template) if template else None
+    if parts and fields and not set(parts.fields) <= set(fields):
+        # a dataset's properties file sets both; a user who narrows llm_emb_fields alone would
+        # otherwise get the template's fields without a word
+        outside = [f for f in parts.fields if f not in fields]
+        raise ConfigError(
+            f"llm_emb_template {template!r} uses {', '.join(map(repr, outside))}, which llm_emb_fields "
+            f"({', '.join(fields)}) does not list: write a template over those fields, or set llm_emb_template: ~ "
+            f"(--llm_emb_template=~) to build the text from llm_emb_fields alone"
+        )
+    fields = tuple(fields) if fields else tuple(f for f in available if f != iid_field)
     used = parts.fields if parts else fields
     unknown = [f for f in used if f not in available]
     if unknown:
