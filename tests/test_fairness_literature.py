@@ -250,3 +250,12 @@ def test_k_larger_than_the_lists_is_one_error_line(tmp_path, capsys):
     assert "--item_groups=FILE is missing" in capsys.readouterr().err
     assert run_cli(main, [f"--rankings={rankings}", f"--item_groups={item_groups}", "--long_tail=pop"]) == 2
     assert "--long_tail=pop: choose one of group, share, threshold" in capsys.readouterr().err
+
+
+def test_overall_yaml_defaults_match_the_code():
+    from recbole_bifair.config import load_yaml_file, properties_dir
+    from recbole_bifair.fairness.groups import GROUP_DEFAULTS, LONG_TAIL_DEFAULTS
+
+    defaults = {**GROUP_DEFAULTS, **LONG_TAIL_DEFAULTS}
+    listed = load_yaml_file(properties_dir() / "overall.yaml")
+    assert {k: listed[k] for k in defaults} == defaults
