@@ -2,6 +2,8 @@
 
 Importing this package registers the group metrics into RecBole's evaluator, so it must be
 imported before a Config that lists them is built (``recbole_bifair`` does it on import).
+``python -m recbole_bifair.fairness --rankings=... --item_groups=...`` computes the same report,
+with bootstrap intervals, from saved ranking files (``file_report.py``).
 """
 
 from recbole_bifair.fairness.collector import FairnessCollector
