@@ -4,7 +4,7 @@ Generate (reads <dataset>.item through RecBole, encodes one text per item; an un
 reuses the file):
     python -m recbole_bifair.embed --dataset=ml-100k [--output=PATH] [--encoder=NAME_OR_PATH]
         [--fields=movie_title,release_year,class] [--template="{movie_title}[ ({release_year})]"]
-        [--pooling=auto|mean|cls|last] [--batch_size=64] [--max_length=256] [--device=cpu|cuda]
+        [--pooling=auto|mean|cls|last] [--batch_size=64] [--max_length=256] [--device=cpu|cuda] [--threads=N]
         [--dtype=auto|float32|float16|bfloat16] [--normalize] [--trust_remote_code]
         [--config_files="a.yaml b.yaml"] [--key=value ...] [--debug]
 Import vectors made elsewhere:
@@ -35,6 +35,7 @@ OPTION_FLAGS = {
     "batch_size": ("llm_emb_batch_size", int),
     "max_length": ("llm_emb_max_length", int),
     "device": ("llm_emb_device", str),
+    "threads": ("llm_emb_threads", int),
     "dtype": ("llm_emb_dtype", str),
     "normalize": ("llm_emb_normalize", bool),
     "trust_remote_code": ("llm_emb_trust_remote_code", bool),

@@ -67,6 +67,24 @@ def test_unnormalized_vectors_equal_sentence_transformers_without_its_normalize_
     assert not np.allclose(np.linalg.norm(ours, axis=1), 1.0)
 
 
+@pytest.mark.parametrize("threads", [1, 2, None])
+def test_vectors_equal_plain_transformers_mean_pooling_at_any_thread_count(threads):
+    from transformers import AutoModel, AutoTokenizer
+
+    path = bundled_encoder_path()
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    with torch.no_grad():  # each text alone, in input order: no padding, no sorting, no thread control
+        expected = np.stack([model(**tokenizer(t, return_tensors="pt")).last_hidden_state[0].numpy().mean(0)
+                             for t in TEXTS])
+    before = torch.get_num_threads()
+    encoder = TextEncoder(resolve_encoder(None), device="cpu", threads=threads)
+    np.testing.assert_allclose(encoder.encode(TEXTS, batch_size=3, progress=False), expected, atol=1e-5, rtol=0)
+    assert torch.get_num_threads() == before  # the encoder's thread choice does not leak into the run
+    assert sum(encoder.threads_used.values()) == 3  # batches
+    if threads:
+        assert set(encoder.threads_used) == {threads}
+
+
 def test_batch_size_and_length_sorting_do_not_change_the_vectors(minilm):
     one_by_one = np.concatenate([minilm.encode([t], batch_size=1, progress=False) for t in TEXTS])
     batched = minilm.encode(TEXTS, batch_size=4, progress=False)

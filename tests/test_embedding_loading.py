@@ -192,7 +192,7 @@ def test_default_location_is_outside_the_recbole_wheel():
 @pytest.mark.parametrize("key, value", [
     ("llm_emb_pooling", "max"), ("llm_emb_missing", "skip"), ("llm_emb_batch_size", 0),
     ("llm_emb_normalize", "yes"), ("llm_emb_fields", []), ("llm_emb_dtype", "int8"),
-    ("llm_emb_generate", "yes"),
+    ("llm_emb_generate", "yes"), ("llm_emb_threads", 0),
 ])
 def test_bad_config_values(tiny_data, key, value):
     config = _config(tiny_data, **{key: value})

@@ -4,9 +4,11 @@ Sentence encoders (BERT-like) use mean pooling over real tokens, as sentence-tra
 decoder LLMs (Llama, Qwen, GPT-2, ...) use the hidden state of the last real token, the only one
 that has seen the whole text. ``pooling: auto`` picks between the two from the checkpoint's
 architecture. Texts are encoded in batches sorted by length (little padding), in bf16/fp16 on a
-GPU and fp32 on CPU; pooling and normalisation always run in fp32.
+GPU and fp32 on CPU; pooling and normalisation always run in fp32. On CPU the number of torch
+threads follows the cores that other processes leave idle (``threads.CpuThreads``).
 """
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from recbole_bifair.embedding.threads import CpuThreads
 from recbole_bifair.errors import BiFairError, ConfigError
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"
@@ -108,11 +111,15 @@ def pool(hidden, attention_mask, mode):
 class TextEncoder:
     """A loaded tokenizer + model; ``encode(texts)`` gives an fp32 matrix, one row per text."""
 
-    def __init__(self, spec, pooling="auto", max_length=256, device=None, dtype="auto", trust_remote_code=False):
+    def __init__(self, spec, pooling="auto", max_length=256, device=None, dtype="auto", trust_remote_code=False,
+                 threads=None):
         # transformers takes ~2 s to import; only runs that actually encode should pay for it
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         self.spec = spec
+        self.threads = threads
+        #: batches encoded at each CPU thread count by the last ``encode`` call
+        self.threads_used = {}
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         kwargs = {"local_files_only": spec.local, "trust_remote_code": trust_remote_code}
@@ -150,8 +157,10 @@ class TextEncoder:
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # longest first: out-of-memory shows at once
         out = None
-        with torch.inference_mode(), tqdm(total=len(texts), unit="item", desc=f"encoding with {self.spec.name}",
-                                          disable=not progress) as bar:
+        # on a GPU the CPU only feeds it: torch's thread setting is left alone
+        threads = CpuThreads(self.threads) if self.device.type == "cpu" else None
+        with torch.inference_mode(), threads or contextlib.nullcontext(), \
+                tqdm(total=len(texts), unit="item", desc=f"encoding with {self.spec.name}", disable=not progress) as bar:
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
                 batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
@@ -166,6 +175,9 @@ class TextEncoder:
                     out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[index] = vectors.cpu().numpy()
                 bar.update(len(index))
+                if threads:
+                    threads.update()
+        self.threads_used = dict(threads.used) if threads else {}
         bad = int((~np.isfinite(out)).any(axis=1).sum())
         if bad:
             raise BiFairError(

@@ -2,7 +2,7 @@
 
 A generated file is reused when its metadata ``cache_key`` matches the current inputs: the item
 texts (tokens included), the encoder's weights (fingerprint), pooling, normalisation, maximum
-length and dtype. Anything else (batch size, progress bar) does not change the vectors.
+length and dtype. Anything else (batch size, threads, progress bar) does not change the vectors.
 """
 
 import hashlib
@@ -97,7 +97,8 @@ def generate_item_embeddings(config, output):
 
     logger.info(f"Item embeddings: encoding {len(items.texts)} items of {items.item_file} with {spec.name} into {output}")
     started = time.time()
-    encoder = TextEncoder(spec, options.pooling, options.max_length, device, options.dtype, options.trust_remote_code)
+    encoder = TextEncoder(spec, options.pooling, options.max_length, device, options.dtype, options.trust_remote_code,
+                          threads=options.threads)
     vectors = encoder.encode(items.texts, options.batch_size, options.normalize, progress=show_progress(config))
     seconds = time.time() - started
     write_feature_file(output, items.tokens, vectors, {
@@ -117,6 +118,8 @@ def generate_item_embeddings(config, output):
         "cache_key": cache_key,
         "seconds": round(seconds, 3),
         "items_per_second": round(len(items.texts) / seconds, 1) if seconds > 0 else None,
+        # CPU thread count -> batches encoded with it (it follows the cores other processes leave idle)
+        "threads": {str(k): v for k, v in sorted(encoder.threads_used.items())},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
     logger.info(f"Item embeddings: {len(items.texts)} x {vectors.shape[1]} written to {output} in {seconds:.1f} s")

@@ -27,6 +27,7 @@ DEFAULTS = {
     "llm_emb_max_length": 256,
     "llm_emb_normalize": False,
     "llm_emb_device": None,
+    "llm_emb_threads": None,
     "llm_emb_dtype": "auto",
     "llm_emb_trust_remote_code": False,
     "llm_emb_missing": "error",
@@ -54,6 +55,7 @@ class EmbeddingOptions:
     max_length: int
     normalize: bool
     device: Optional[str]
+    threads: Optional[int]
     dtype: str
     trust_remote_code: bool
 
@@ -68,6 +70,7 @@ class EmbeddingOptions:
             max_length=_positive_int(config, "llm_emb_max_length"),
             normalize=_bool(config, "llm_emb_normalize"),
             device=_optional_str(config, "llm_emb_device") or _run_device(config),
+            threads=None if config_value(config, "llm_emb_threads") is None else _positive_int(config, "llm_emb_threads"),
             dtype=_choice(config, "llm_emb_dtype", DTYPES),
             trust_remote_code=_bool(config, "llm_emb_trust_remote_code"),
         )
