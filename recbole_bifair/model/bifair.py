@@ -22,7 +22,12 @@ from torch import nn
 from recbole_bifair.data.sequence import is_sequence_batch
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.all_positions import scored_positions
-from recbole_bifair.model.llm_item_table import ProjectedItemTable, build_projector
+from recbole_bifair.model.llm_item_table import (
+    ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
+)
+
+SCORES = ("dot", "cosine")
+ID_INITS = ("normal", "pca")
 
 
 @dataclass
@@ -31,8 +36,11 @@ class TargetLosses:
 
     losses: torch.Tensor  # [N] one loss per predicted target
     targets: torch.Tensor  # [N] internal item id of each target
-    shared: tuple  # (S [N, d] target representations, V item table): shared by all groups' losses
-    logits: Optional[torch.Tensor] = None  # [N, n_items] scores S V^T (+ bias) under CE, else None
+    # (S [N, d], V [rows, d]): the scoring layer's inputs, shared by all groups' losses, with
+    # logits = S V[:n_items]^T (+ bias). Dot scoring: the target representations and the item
+    # table; cosine: both rows L2-normalised, S also divided by the temperature.
+    shared: tuple
+    logits: Optional[torch.Tensor] = None  # [N, n_items] the logits the CE is taken of, else None
 
 
 class BiFairModel:
@@ -40,6 +48,8 @@ class BiFairModel:
 
     backbone_name = None
     trainer_name = "BiFairTrainer"
+    #: whether ``score: cosine`` applies (BERT4Rec's scores carry an output bias)
+    cosine_scoring = True
     #: trainable rows appended to the item table after the items (BERT4Rec's mask token)
     extra_item_rows = 0
 
@@ -49,27 +59,66 @@ class BiFairModel:
 
         if config["loss_type"] not in ("CE", "BPR"):
             raise ConfigError(f"loss_type '{config['loss_type']}' is not supported; use CE or BPR")
+        self.score = config["score"] or "dot"
+        if self.score not in SCORES:
+            raise ConfigError(f"score '{self.score}' is unknown; use one of {', '.join(SCORES)}")
+        if self.score == "cosine" and not self.cosine_scoring:
+            raise ConfigError(f"score: cosine is not supported by {type(self).__name__}; use score: dot")
+        self.score_temperature = config["score_temperature"]
+        if self.score == "cosine" and not (isinstance(self.score_temperature, (int, float))
+                                           and self.score_temperature > 0):
+            raise ConfigError(f"score_temperature must be a positive number, got {self.score_temperature!r}")
         out_dim = self.item_embedding.embedding_dim
+        # The backbone's own init scale: initializer_range (SASRec, BERT4Rec); GRU4Rec has none and
+        # initialises its embedding with xavier_normal_, of about the same size, so 0.02.
+        init_std = config["initializer_range"] or 0.02
         self.llm_emb_file = ensure_item_embeddings(config)
-        E0 = load_item_embeddings(config, dataset, path=self.llm_emb_file)
-        if E0.shape[0] != self.n_items:
+        raw = load_item_embeddings(config, dataset, path=self.llm_emb_file)
+        if raw.shape[0] != self.n_items:
             raise ConfigError(
-                f"llm_emb_file gives {E0.shape[0]} rows for {self.n_items} items of dataset '{config['dataset']}'"
+                f"llm_emb_file gives {raw.shape[0]} rows for {self.n_items} items of dataset '{config['dataset']}'"
             )
+        self.llm_emb_transform = config["llm_emb_transform"] or "none"
+        E0 = condition_llm_table(raw, self.llm_emb_transform)
+        dropout = config["projector_dropout"] or 0.0
+        dropout_on = config["projector_dropout_on"] or "hidden"
         projector = build_projector(
             E0.shape[1], out_dim,
             n_layers=config["projector_layers"],
             hidden_size=config["projector_hidden_size"],
             activation=config["projector_activation"],
-            dropout=config["projector_dropout"] or 0.0,
+            dropout=dropout,
+            dropout_on=dropout_on,
+            layernorm=bool(config["projector_layernorm"]),
         )
+        # SASRec/BERT4Rec: N(0, initializer_range) weights, zero biases, LayerNorm (1, 0). GRU4Rec's
+        # _init_weights touches only embeddings and the GRU: its projector keeps PyTorch's defaults.
+        projector.apply(self._init_weights)
+        if config["projector_output_std"] is not None:
+            rescale_output(projector, E0, config["projector_output_std"])
+        id_fusion = config["id_fusion"] or "none"
+        id_weight = None
+        if id_fusion != "none":
+            id_init = config["id_init"] or "normal"
+            if id_init not in ID_INITS:
+                raise ConfigError(f"id_init '{id_init}' is unknown; use one of {', '.join(ID_INITS)}")
+            if id_init == "normal":
+                id_weight = torch.randn(self.n_items, out_dim) * init_std
+            else:
+                # PCA of the table as loaded: whitening (llm_emb_transform) would leave it no
+                # preferred axes. Scaled as a whole, so the components keep their relative variance.
+                id_weight = pca_rows(raw, out_dim)
+                id_weight = id_weight * (init_std / id_weight[1:].std(unbiased=False).clamp(min=1e-12))
         self.item_embedding = ProjectedItemTable(
             E0, projector, out_dim, extra_rows=self.extra_item_rows,
-            id_fusion=config["id_fusion"] or "none", train_E=bool(config["bifair"]),
+            id_fusion=id_fusion, train_E=bool(config["bifair"]), id_weight=id_weight,
+            input_dropout=dropout if dropout_on == "input" else 0.0,
         )
-        self.item_embedding.projector.apply(self._init_weights)
         if self.item_embedding.extra is not None:
-            nn.init.normal_(self.item_embedding.extra, std=config["initializer_range"] or 0.02)
+            nn.init.normal_(self.item_embedding.extra, std=init_std)
+        # The backbone's calculate_loss scores with dot products and, under BPR, reads the target
+        # rows through the lookup that input dropout now applies to: those cases use target_losses.
+        self._backbone_loss = self.score == "dot" and self.item_embedding.input_dropout == 0
 
     @property
     def item_table(self) -> ProjectedItemTable:
@@ -89,8 +138,19 @@ class BiFairModel:
         """Projector and backbone: everything but ``E`` (METHOD.md: theta)."""
         return [p for n, p in self.named_parameters() if n != "item_embedding.E"]
 
+    def scoring_inputs(self, seq_output, V):
+        """``(S, V)`` whose product is the logits: as they are (dot), or L2-normalised rows with S
+        divided by ``score_temperature`` (cosine, AlphaRec's: the item vector's norm, a popularity
+        channel of dot scores, no longer counts). Padding's zero row stays zero."""
+        if self.score == "dot":
+            # V as a node of its own: gradients w.r.t. the scored table are then those of the
+            # scoring layer alone, not also through the input sequence that reads V, as in the
+            # trainer's closed-form Gram (its autograd fallback differentiates w.r.t. these tensors)
+            return seq_output, V.view_as(V)
+        return F.normalize(seq_output, dim=-1) / self.score_temperature, F.normalize(V, dim=-1)
+
     def calculate_loss(self, interaction):
-        if is_sequence_batch(interaction):
+        if is_sequence_batch(interaction) or not self._backbone_loss:
             return self.target_losses(interaction).losses.mean()
         with self.item_embedding.scope():
             return super().calculate_loss(interaction)
@@ -104,15 +164,30 @@ class BiFairModel:
             else:
                 targets = interaction[self.POS_ITEM_ID]
                 seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+            S, V = self.scoring_inputs(seq_output, V)
             logits = None
             if self.loss_type == "CE":
-                logits = seq_output @ V[: self.n_items].T
+                logits = S @ V[: self.n_items].T
                 losses = F.cross_entropy(logits, targets, reduction="none")
             else:
                 neg = interaction[self.NEG_ITEM_ID]
-                diff = (seq_output * (V[targets] - V[neg])).sum(-1)
+                diff = (S * (V[targets] - V[neg])).sum(-1)
                 losses = -F.logsigmoid(diff)
-        return TargetLosses(losses, targets, (seq_output, V), logits)
+        return TargetLosses(losses, targets, (S, V), logits)
+
+    def predict(self, interaction):
+        if self.score == "dot":
+            return super().predict(interaction)
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        S, V = self.scoring_inputs(seq_output, self.item_embedding.weight)
+        return (S * V[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        if self.score == "dot":
+            return super().full_sort_predict(interaction)
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        S, V = self.scoring_inputs(seq_output, self.item_embedding.weight)
+        return S @ V[: self.n_items].T
 
 
 class LossCall(nn.Module):

@@ -3,6 +3,10 @@
 ``ProjectedItemTable`` stands in for a RecBole backbone's ``nn.Embedding`` item table: calling it
 with item ids gives rows of ``V`` and ``.weight`` gives the whole ``V``. Backbones therefore run
 unchanged, for input sequences and output scores alike.
+
+The conditioning of the LLM table (``llm_emb_transform``) and the ID view's PCA initialisation
+(``id_init: pca``) are pure functions of the table here, computed over the real item rows only:
+row 0 is padding, zero in and out.
 """
 
 import contextlib
@@ -14,37 +18,141 @@ from torch import nn
 from recbole_bifair.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU, "identity": nn.Identity}
+TRANSFORMS = ("none", "center", "standardize", "whiten")
+DROPOUT_PLACES = ("hidden", "input")
+ID_FUSIONS = ("none", "sum", "concat")
+# Singular values below this share of the largest are rank deficiency (fewer items than LLM
+# dimensions, or duplicated rows), not directions of the data.
+_RANK_TOL = 1e-6
 
 
-def build_projector(in_dim, out_dim, n_layers=2, hidden_size=None, activation="gelu", dropout=0.0):
-    """MLP ``in_dim -> out_dim`` with ``n_layers`` linear layers (1 = a single linear map)."""
-    if n_layers < 1:
-        raise ConfigError(f"projector_layers must be >= 1, got {n_layers}")
+def _choice(key, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{key} '{value}' is unknown; use one of {', '.join(allowed)}")
+    return value
+
+
+def _principal_axes(X):
+    """``(centred X, U, s, Vt)`` of the real rows ``X`` (float64), each axis' sign fixed so that its
+    largest loading is positive: the same table gives the same axes on every machine."""
+    Xc = X - X.mean(0, keepdim=True)
+    U, s, Vt = torch.linalg.svd(Xc, full_matrices=False)
+    flip = torch.sign(Vt.gather(1, Vt.abs().argmax(1, keepdim=True))).squeeze(1)
+    flip[flip == 0] = 1.0
+    return Xc, U * flip, s, Vt * flip.unsqueeze(1)
+
+
+def condition_llm_table(E0, mode):
+    """``E0`` conditioned by ``llm_emb_transform``, statistics over the real rows (row 0 stays 0).
+
+    - ``none``: as loaded;
+    - ``center``: minus the mean row (the component every item text shares, e.g. field names);
+    - ``standardize``: centred, each dimension divided by its standard deviation (population,
+      ddof 0; a constant dimension is left at zero);
+    - ``whiten``: PCA whitening that keeps every dimension: the coordinates of the centred rows on
+      the principal axes divided by their standard deviations, so the covariance is the identity.
+      With fewer items than dimensions (or a rank-deficient table) the directions the items do not
+      span get zero columns: identity covariance on the span, zero elsewhere.
+    """
+    _choice("llm_emb_transform", mode, TRANSFORMS)
+    E0 = E0.detach().float().clone()
+    E0[0] = 0.0
+    if mode == "none":
+        return E0
+    X = E0[1:].double()
+    m, D = X.shape
+    if mode == "center":
+        out = X - X.mean(0, keepdim=True)
+    elif mode == "standardize":
+        std = X.std(0, unbiased=False)
+        out = (X - X.mean(0, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+    else:
+        _, U, s, _ = _principal_axes(X)
+        keep = s > _RANK_TOL * s.max().clamp(min=1e-300)
+        out = X.new_zeros(m, D)
+        # X_c V / (s / sqrt(m)) = U sqrt(m): unit population variance along every kept axis
+        out[:, : int(keep.sum())] = U[:, keep] * m ** 0.5
+    E0[1:] = out.float()
+    return E0
+
+
+def pca_rows(E0, k):
+    """``[n_items, k]``: the real rows' coordinates on the ``k`` leading principal axes of ``E0``
+    (centred, not scaled: sklearn's ``PCA(k).fit_transform``, as LLM-ESR initialises its ID view),
+    row 0 zero."""
+    X = E0[1:].detach().double()
+    if k > min(X.shape):
+        raise ConfigError(
+            f"id_init: pca needs the hidden size ({k}) at most min(items, LLM dimensions) = {min(X.shape)}; "
+            f"use id_init: normal"
+        )
+    Xc, _, _, Vt = _principal_axes(X)
+    out = torch.zeros(E0.shape[0], k, dtype=torch.float64)
+    out[1:] = Xc @ Vt[:k].T
+    return out.float()
+
+
+def build_projector(in_dim, out_dim, n_layers=2, hidden_size=None, activation="gelu", dropout=0.0,
+                    dropout_on="hidden", layernorm=False):
+    """MLP ``in_dim -> out_dim`` with ``n_layers`` linear layers (1 = a single linear map).
+
+    ``dropout_on: hidden`` puts dropout between the layers; ``input`` leaves it out of ``P``
+    (``ProjectedItemTable`` applies it to the input sequence's item vectors instead).
+    ``layernorm`` appends a LayerNorm over the output.
+    """
+    if not isinstance(n_layers, int) or n_layers < 1:
+        raise ConfigError(f"projector_layers must be an integer >= 1, got {n_layers!r}")
     act = ACTIVATIONS.get(str(activation).lower())
     if act is None:
         raise ConfigError(f"projector_activation '{activation}' is unknown; use one of {sorted(ACTIVATIONS)}")
+    _choice("projector_dropout_on", dropout_on, DROPOUT_PLACES)
     hidden_size = hidden_size or out_dim
     dims = [in_dim] + [hidden_size] * (n_layers - 1) + [out_dim]
     layers = []
     for i in range(n_layers):
         if i > 0:
-            layers += [act(), nn.Dropout(dropout)]
+            layers.append(act())
+            if dropout_on == "hidden":
+                layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(dims[i], dims[i + 1]))
+    if layernorm:
+        layers.append(nn.LayerNorm(out_dim))
     return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def rescale_output(projector, E, target_std):
+    """Scale the projector's last affine module so that the entries of ``P(E[1:])`` (no dropout)
+    have standard deviation ``target_std``: the output is linear in that module's parameters."""
+    if not target_std or target_std <= 0:
+        raise ConfigError(f"projector_output_std must be a positive number or ~, got {target_std!r}")
+    was_training = projector.training
+    projector.eval()
+    std = projector(E[1:]).std().item()
+    projector.train(was_training)
+    last = next(m for m in reversed(projector) if isinstance(m, (nn.Linear, nn.LayerNorm)))
+    if std > 0:
+        for p in last.parameters():
+            p.mul_(target_std / std)
 
 
 class ProjectedItemTable(nn.Module):
     """Item vectors ``V = P(E)`` with row 0 (padding) kept at zero, as ``padding_idx=0`` does.
 
     Args:
-        E0: LLM item table, ``[n_items, d_llm]``, row = RecBole internal item id.
+        E0: LLM item table, ``[n_items, d_llm]``, row = RecBole internal item id (already
+            conditioned: ``E`` and its anchor ``E0`` live in the same space).
         projector: module ``d_llm -> d``.
         extra_rows: trainable rows appended after the items (BERT4Rec's mask token).
-        id_fusion: ``none`` | ``sum`` | ``concat``: fuse ``V`` with a trainable ID embedding.
+        id_fusion: ``none`` | ``sum`` | ``concat``: fuse ``V`` with a trainable ID view.
         train_E: whether ``E`` is a trainable parameter (the outer level's) or a frozen buffer.
+        id_weight: initial ID view ``[n_items, d]`` (row 0 zero); required with ``id_fusion``.
+        input_dropout: dropout on the item vectors looked up by id (the backbone's input sequence),
+            never on ``.weight`` (the table scored against).
     """
 
-    def __init__(self, E0, projector, out_dim, extra_rows=0, id_fusion="none", train_E=True):
+    def __init__(self, E0, projector, out_dim, extra_rows=0, id_fusion="none", train_E=True,
+                 id_weight=None, input_dropout=0.0):
         super().__init__()
         E0 = E0.detach().float().clone()
         E0[0] = 0.0
@@ -55,13 +163,24 @@ class ProjectedItemTable(nn.Module):
             self.register_buffer("E", E0.clone())
         self.projector = projector
         self.out_dim = out_dim
-        self.id_fusion = id_fusion
-        if id_fusion not in ("none", "sum", "concat"):
-            raise ConfigError(f"id_fusion '{id_fusion}' is unknown; use none, sum or concat")
+        self.id_fusion = _choice("id_fusion", id_fusion, ID_FUSIONS)
         if id_fusion != "none":
             self.id_embedding = nn.Embedding(E0.shape[0], out_dim, padding_idx=0)
-            self.fuse = nn.Linear(2 * out_dim, out_dim) if id_fusion == "concat" else None
+            if id_weight is None:
+                raise ValueError("id_fusion needs the ID view's initial table (id_weight)")
+            with torch.no_grad():
+                self.id_embedding.weight.copy_(id_weight)
+                self.id_embedding.weight[0] = 0.0
+            self.fuse = None
+            if id_fusion == "concat":
+                # [I I]: the fused table starts as the sum of the two views, neither view shrunk or
+                # mixed at random before training; the fuse then learns its own mix.
+                self.fuse = nn.Linear(2 * out_dim, out_dim)
+                with torch.no_grad():
+                    self.fuse.weight.copy_(torch.eye(out_dim).repeat(1, 2))
+                    self.fuse.bias.zero_()
         self.extra = nn.Parameter(torch.zeros(extra_rows, out_dim)) if extra_rows else None
+        self.input_dropout = input_dropout
         self._scoped = None
         self._eval_cache = None
 
@@ -104,7 +223,10 @@ class ProjectedItemTable(nn.Module):
         return self.compute()
 
     def forward(self, item_ids):
-        return F.embedding(item_ids, self.weight)
+        rows = F.embedding(item_ids, self.weight)
+        if self.input_dropout:
+            rows = F.dropout(rows, self.input_dropout, self.training)
+        return rows
 
     @contextlib.contextmanager
     def scope(self):

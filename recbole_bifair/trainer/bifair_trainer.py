@@ -50,9 +50,12 @@ def group_means(losses, group_ids, n_groups):
 def shared_gram(out, losses, group_ids, present, counts):
     """Gram matrix of the per-group gradients w.r.t. the scoring layer's inputs (MGDA).
 
-    The shared quantity is (S, V): the target representations and the item table that every
-    group's loss reads. Under CE, with R = dl/dlogits (one row per target, from one backward
-    through the loss only) and W[i, g] = [i in g] / n_g, the gradients are closed-form:
+    The shared quantity is (S, V) = ``out.shared``, the scoring layer's inputs with logits = S V^T
+    (+ bias): the target representations and the scored item table (L2-normalised, S divided by
+    the temperature, under ``score: cosine``); V is the scoring layer's own node, so gradients
+    w.r.t. it do not run back through the input sequence. Under CE, with R = dl/dlogits (one row
+    per target, from one backward through the loss only) and W[i, g] = [i in g] / n_g, the
+    gradients are closed-form:
 
         dL_g/dV = (W[:, g] * R)^T S,      <dL_a/dS, dL_b/dS> = [a = b] sum_i W[i, a]^2 ||R_i V||^2,
 

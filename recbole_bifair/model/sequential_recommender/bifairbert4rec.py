@@ -14,6 +14,9 @@ class BiFairBERT4Rec(BiFairModel, BERT4Rec):
 
     backbone_name = "BERT4Rec"
     extra_item_rows = 1  # BERT4Rec's mask token, id n_items
+    # BERT4Rec adds a per-item output bias to its logits (a popularity channel cosine scoring is
+    # meant to remove) and scores through its own mask-token predict paths: cosine is not offered
+    cosine_scoring = False
 
     def target_losses(self, interaction):
         """One loss per masked position (BERT4Rec's cloze objective), padding positions dropped."""
@@ -28,6 +31,7 @@ class BiFairBERT4Rec(BiFairModel, BERT4Rec):
             keep = (masked_index > 0).view(-1)
             out = masked_output.view(-1, masked_output.size(-1))[keep]
             targets = pos_items.view(-1)[keep]
+            out, V = self.scoring_inputs(out, V)
             logits = None
             if self.loss_type == "CE":
                 logits = out @ V[: self.n_items].T + self.output_bias
