@@ -59,7 +59,7 @@ def shared_gram(out, losses, group_ids, present, counts):
 
         dL_g/dV = (W[:, g] * R)^T S,      <dL_a/dS, dL_b/dS> = [a = b] sum_i W[i, a]^2 ||R_i V||^2,
 
-    which costs K matmuls of the size of the logits' backward instead of K backward passes.
+    which costs one matmul of the size of the logits' backward (split by group) instead of K backward passes.
     ``losses`` are the per-target losses the level uses (IPS-weighted or not). Other losses
     (BPR) fall back to one autograd pass per group. Absent groups get zero rows.
     """
@@ -71,9 +71,18 @@ def shared_gram(out, losses, group_ids, present, counts):
     R, S, Vi = R.detach(), S.detach(), V.detach()[: R.shape[1]]
     W = torch.zeros(len(group_ids), K, dtype=R.dtype, device=R.device)
     W[torch.arange(len(group_ids), device=R.device), group_ids] = 1.0 / counts.clamp(min=1)[group_ids].to(R.dtype)
-    M = torch.stack([(R * W[:, g : g + 1]).T @ S for g in range(K)]).flatten(1)  # [K, n_items * d]
+    # dL_g/dV from group g's rows only: N * n_items * d multiply-adds in all, not K times that
+    # (masking the full R per group cost 0.25 s of a 0.42 s BiFair step on ml-1m)
+    inv = 1.0 / counts.clamp(min=1).to(R.dtype)
+    M = torch.stack([(R[idx].T @ S[idx]).flatten() * inv[g]
+                     for g, idx in enumerate(_rows_by_group(group_ids, K))])  # [K, n_items * d]
     s_part = (W ** 2).T @ ((R @ Vi) ** 2).sum(1)
     return M @ M.T + torch.diag(s_part)
+
+
+def _rows_by_group(group_ids, n_groups):
+    order = torch.argsort(group_ids, stable=True)
+    return torch.split(order, torch.bincount(group_ids, minlength=n_groups).tolist())
 
 
 def _gram_by_autograd(out, losses, group_ids, present, counts):
