@@ -2,7 +2,7 @@
 texts, and the time of a cached re-run.
 
     python benchmarks/embedding_speed.py [--dataset=ml-100k] [--data_path=../shared/datasets]
-        [--batch_size=64] [--device=cpu] [--encode_threads=auto,1,2]
+        [--batch_size=64] [--device=cpu] [--encode_threads=auto,1,2] [--suffix=quiet]
 
 The item texts are the run's (the dataset's properties file: fields and template). Timings:
 - ``generate``: ``ensure_item_embeddings`` with an empty cache, in this process: read the item
@@ -14,7 +14,7 @@ The item texts are the run's (the dataset's properties file: fields and template
 Beside each: CPU seconds of this process, the load average, and the cores that *other*
 processes kept busy meanwhile (from /proc/stat), since the 2-core machine may be shared.
 The embedding files go to ``benchmarks/work/dataset_embeddings`` (removed first). The result is
-written to ``benchmarks/results/embedding-speed-<dataset>.json`` and ``.md``.
+written to ``benchmarks/results/embedding-speed-<dataset>[-<suffix>].json`` and ``.md``.
 ``--data_path`` defaults to ../shared/datasets beside the repository (ignored for ml-100k, which
 RecBole reads from its wheel).
 """
@@ -63,6 +63,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--encode_threads", default="auto", help="comma-separated: auto and/or thread counts")
+    parser.add_argument("--suffix", default="", help="appended to the result file names (e.g. quiet)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch_threads_at_start = torch.get_num_threads()
@@ -129,7 +130,7 @@ def main():
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, f"embedding-speed-{args.dataset}")
+    stem = os.path.join(RESULTS, f"embedding-speed-{args.dataset}{'-' + args.suffix if args.suffix else ''}")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
