@@ -152,8 +152,8 @@ def drop_sampler_for_ce(internal_config, external_config, is_sequential):
 #    (Amazon titles such as `"No Makeup" Makeup Kit`) opens a quoted field, so its quotes vanish
 #    or the read stops with ParserError "'\t' expected after '"'", naming neither the file nor
 #    the line. The atomic format has no quoting (a value is everything between two separators),
-#    so quotes are read as plain characters; what can still fail (a non-number in a float
-#    column, a wrong encoding) is reported with the file and the line.
+#    so quotes are read as plain characters; what can still fail is reported with the file: a
+#    non-number in a float column with its line, a wrong encoding with its byte offset.
 #    _load_feat holds the module's only read_csv call.
 class _AtomicFilePandas:
     """``pandas`` as recbole.data.dataset.dataset sees it: the real module, except ``read_csv``."""
