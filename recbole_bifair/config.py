@@ -18,6 +18,7 @@ from recbole.utils import ModelType
 
 from recbole_bifair import compat
 from recbole_bifair.data.columns import complete_load_col
+from recbole_bifair.embedding.generate import check_embedding_file
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.utils import available_models, get_model
 
@@ -125,6 +126,12 @@ def parse_cmd_args(args):
     return parsed
 
 
+def _uses_llm_embeddings(model_class):
+    from recbole_bifair.model.bifair import BiFairModel
+
+    return isinstance(model_class, type) and issubclass(model_class, BiFairModel)
+
+
 class BiFairConfig(Config):
     """RecBole Config that resolves plugin models first and loads the plugin's properties.
 
@@ -148,6 +155,8 @@ class BiFairConfig(Config):
         super()._set_default_parameters()
         # data_path is final only now; checked before any file is read
         complete_load_col(self.final_config_dict)
+        if _uses_llm_embeddings(self.model_class):
+            check_embedding_file(self.final_config_dict)
 
     def _load_config_files(self, file_list):
         merged = {}

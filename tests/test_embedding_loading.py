@@ -152,6 +152,16 @@ def test_explicit_missing_file_stops_the_run_and_names_the_path(tiny_data, tmp_p
     assert not os.path.exists("dataset_embeddings")  # nor anything at the default location
 
 
+def test_explicit_missing_file_stops_an_llm_model_before_the_data_is_read(tiny_data, tmp_path):
+    target = str(tmp_path / "missing.llmemb")
+    with pytest.raises(ConfigError, match="llm_emb_file '.*missing.llmemb' does not exist"):
+        BiFairConfig(model="BiFairSASRec", dataset="tiny", config_dict=tiny_config(tiny_data, llm_emb_file=target))
+    # an ID model does not read the file: nothing to check
+    assert BiFairConfig(model="SASRec", dataset="tiny", config_dict=tiny_config(tiny_data, llm_emb_file=target))
+    assert BiFairConfig(model="BiFairSASRec", dataset="tiny", config_dict=tiny_config(
+        tiny_data, llm_emb_file=target, llm_emb_generate=True))
+
+
 def test_explicit_missing_file_is_generated_there_with_llm_emb_generate(tiny_data, tmp_path, tiny_gpt):
     target = str(tmp_path / "out" / "e.llmemb")
     config = _config(tiny_data, llm_encoder=tiny_gpt, llm_emb_file=target, llm_emb_normalize=True,

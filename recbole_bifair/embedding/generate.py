@@ -49,7 +49,19 @@ def ensure_item_embeddings(config):
         return path
     if generate:
         return generate_item_embeddings(config, path)
-    raise ConfigError(
+    raise ConfigError(_missing_file_message(config, path))
+
+
+def check_embedding_file(config):
+    """The missing-file check of ``ensure_item_embeddings``, for a config before any data is read
+    (BiFairConfig makes it for LLM models: a typo should not cost the loading of a dataset)."""
+    path = config_value(config, "llm_emb_file")
+    if path and not generate_missing(config) and not os.path.exists(path):
+        raise ConfigError(_missing_file_message(config, path))
+
+
+def _missing_file_message(config, path):
+    return (
         f"llm_emb_file '{path}' does not exist (read relative to {os.getcwd()}). Check the path; or make the "
         f"file with `{_embed_command(config, path)}`; or leave "
         f"llm_emb_file unset to use the default file {default_embedding_path(config)} (generated when missing); "
