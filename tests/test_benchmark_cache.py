@@ -45,3 +45,22 @@ def test_a_finished_run_is_reused_only_for_the_same_config(fairness_script, tmp_
     # An incomplete result file (no test_result) never counts.
     (folder / "zz-partial.json").write_text(json.dumps({"config": planned}))
     assert fairness_script.finished(str(folder), planned) == found
+
+
+def test_result_names_are_the_ones_the_issues_read(fairness_script):
+    """``benchmarks/results/fairness-<dataset>.csv`` for the converged three-seed benchmark; the
+    ml-100k quick profiles keep their historical names."""
+    assert fairness_script.output_name("ml-1m", "converge3") == "fairness-ml-1m"
+    assert fairness_script.output_name("amazon-beauty-5core", "converge3") == "fairness-amazon-beauty-5core"
+    assert fairness_script.output_name("ml-100k", "converge3") == "fairness-ml-100k"
+    assert fairness_script.output_name("ml-100k", "quick3") == "fairness-quick3"
+    assert fairness_script.output_name("ml-1m", "converge") == "fairness-ml-1m-converge"
+
+
+def test_a_candidate_run_carries_its_extra_keys(fairness_script, tmp_path, monkeypatch):
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    monkeypatch.setitem(fairness_script.DATASETS, "tiny", bifair_config(root, emb, epochs=1))
+    path, _ = fairness_script.run_one("LLM-SASRec", 2020, "quick", str(tmp_path / "work"), 1, "tiny", str(root),
+                                      extra={"projector_hidden_size": 24, "epochs": 1}, label="wide")
+    recorded = json.load(open(path))["config"]
+    assert "wide-seed2020" in path and recorded["projector_hidden_size"] == 24 and recorded["bifair"] is False
