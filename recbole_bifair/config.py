@@ -142,11 +142,14 @@ class BiFairConfig(Config):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-        from recbole_bifair.data.sequence import resolve_train_mode
+        from recbole_bifair.data.sequence import resolve_train_mode, window_stride
 
         # resolved here, so that a config built without a run (the benchmarks' planned configs)
-        # records the mode the run will use, and a wrong request fails before any data is read
+        # records the mode and window the run will use, and a wrong request fails before any data
+        # is read
         self.final_config_dict["train_mode"] = resolve_train_mode(self, self.model_class)
+        if self.final_config_dict["train_mode"] == "sequence":
+            self.final_config_dict["seq_window_stride"] = window_stride(self)
 
     def compatibility_settings(self):
         compat.ensure_numpy_aliases()

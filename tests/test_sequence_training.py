@@ -125,9 +125,12 @@ def test_train_mode_resolution_and_errors(setup):
     with pytest.raises(ConfigError, match="train_mode 'windows'"):
         build_config(model="SASRec", config_dict=tiny_config(root, train_mode="windows"))
     assert build_config(model="SASRec", config_dict=tiny_config(root, train_mode="prefix"))["train_mode"] == "prefix"
-    config = build_config(model="SASRec", config_dict=tiny_config(root, seq_window_stride=11))
     with pytest.raises(ConfigError, match="seq_window_stride"):
-        prepare_run(config)
+        build_config(model="SASRec", config_dict=tiny_config(root, seq_window_stride=11))
+    # the window's stride is recorded as it will run: the default is the window length
+    assert build_config(model="SASRec", config_dict=tiny_config(root))["seq_window_stride"] == 10
+    assert build_config(model="SASRec", config_dict=tiny_config(root, seq_window_stride=4))["seq_window_stride"] == 4
+    assert build_config(model="BERT4Rec", config_dict=tiny_config(root))["seq_window_stride"] is None
 
 
 def test_head_targets_takes_whole_windows():
@@ -159,7 +162,7 @@ def test_all_position_gradient_equals_summed_prefix_gradient(setup, model_name):
     cfg_pre = build_config(model=model_name, config_dict=bifair_config(root, emb, train_mode="prefix", **common))
     _, (prefix, _, _), _, _ = prepare_run(cfg_pre)
     assert isinstance(windows, SequenceTrainDataLoader) and not isinstance(prefix, SequenceTrainDataLoader)
-    assert windows.stride == 25 and int(windows.windows[windows._dataset.item_list_length_field].max()) < 50
+    assert windows.stride == 50 and int(windows.windows[windows._dataset.item_list_length_field].max()) < 50
 
     model.train()  # dropout is off, so training mode is deterministic
     all_windows = windows.collate_fn(np.arange(windows.n_windows))
