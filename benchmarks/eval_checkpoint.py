@@ -1,0 +1,39 @@
+"""Test metrics of a saved checkpoint (the best validation epoch so far of a run still going, or
+of one that was stopped), with the run's own config and data split.
+
+    python benchmarks/eval_checkpoint.py saved/BiFairSASRec-....pth [--out=result.json]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    from recbole_bifair.compat import load_checkpoint
+    from recbole_bifair.fileio import write_json_atomic
+    from recbole_bifair.quick_start import load_data_and_model
+    from recbole_bifair.utils import get_trainer
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(args.checkpoint)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.eval_collector.data_collect(train_data)
+    test = trainer.evaluate(test_data, load_best_model=False)
+    result = {"checkpoint": os.path.abspath(args.checkpoint), "epoch": checkpoint["epoch"],
+              "best_valid_score": checkpoint["best_valid_score"], "test_result": dict(test)}
+    print(json.dumps(result, indent=1))
+    if args.out:
+        write_json_atomic(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
