@@ -224,3 +224,17 @@ def test_bifair_trains_on_windows_with_meta_split_and_records_the_mode(setup, mo
     assert result["training_log"][-1]["E_drift"] > 0
     prefix = run_bifair(model=model_name, config_dict=bifair_config(root, emb, epochs=1, train_mode="prefix"))
     assert prefix["config"]["train_mode"] == "prefix"
+
+
+def test_a_split_that_is_not_recboles_augmentation_is_a_clear_error(setup):
+    root, emb = setup
+    from recbole_bifair.data.sequence import sequence_training_data
+
+    config = build_config(model="SASRec", config_dict=tiny_config(root, train_mode="prefix"))
+    _, (train, _, _), _, _ = prepare_run(config)
+    ds = train._dataset
+    # shuffle the rows: they are no longer each user's consecutive prefixes
+    ds.inter_feat = ds.inter_feat[torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))]
+    config["train_mode"] = "sequence"
+    with pytest.raises(ConfigError, match="set train_mode: prefix"):
+        sequence_training_data(config, train, get_model("SASRec"))

@@ -227,7 +227,14 @@ def sequence_training_data(config, train_data, model_class):
     mode = resolve_train_mode(config, model_class)
     if mode == "prefix":
         return train_data
-    loader = SequenceTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
+    try:
+        loader = SequenceTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
+    except (ValueError, KeyError) as err:
+        # e.g. benchmark_filename splits, whose training rows are not RecBole's own augmentation
+        raise ConfigError(
+            f"train_mode: sequence rebuilds each user's history from RecBole's training split, and this "
+            f"split does not allow it ({err}): set train_mode: prefix"
+        ) from None
     getLogger().info(
         f"train_mode sequence: {loader.n_targets} training targets ({len(train_data._dataset)} prefix samples) "
         f"in {loader.n_windows} windows of {loader.L} (stride {loader.stride}), {loader.step} windows per batch"
