@@ -137,21 +137,26 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
     with open(protocol_file, "w") as f:
         json.dump(protocol, f)  # JSON is YAML
     method_file = os.path.join(REPO, "properties", "methods", f"{method}.yaml")
-    expected = planned_config([method_file, protocol_file])
+    return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}")
+
+
+def run_cached(config_files, folder, threads, what):
+    """``(result JSON, seconds)`` of ``run_recbole_bifair.py --config_files=...`` run in ``folder``;
+    a finished run with the same recorded config is reused (0 seconds)."""
+    expected = planned_config(config_files)
     done = finished(folder, expected)
     if done:
         return done, 0.0
-    cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"),
-           f"--config_files={method_file} {protocol_file}"]
+    cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"), f"--config_files={' '.join(config_files)}"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
     started = time.time()
     with open(os.path.join(folder, "run.log"), "w") as log:
         proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        raise RuntimeError(f"{method} seed {seed} failed (exit {proc.returncode}); see {folder}/run.log")
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")
     done = finished(folder, expected)
     if done is None:
-        raise RuntimeError(f"{method} seed {seed}: the run's recorded config differs from the planned one; "
+        raise RuntimeError(f"{what}: the run's recorded config differs from the planned one; "
                            f"compare its result JSON in {folder} with planned_config()")
     return done, time.time() - started
 

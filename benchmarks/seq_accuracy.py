@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fairness import finished, planned_config  # noqa: E402  (same run cache as the fairness benchmark)
+from fairness import finished, run_cached  # noqa: E402  (same run cache as the fairness benchmark)
 
 WORK = os.path.join(REPO, "benchmarks", "work", "seq-accuracy")
 RESULTS = os.path.join(REPO, "benchmarks", "results")
@@ -69,20 +68,7 @@ def run_one(mode, seed, threads):
     protocol_file = os.path.join(folder, "protocol.yaml")
     with open(protocol_file, "w") as f:
         json.dump(protocol, f)  # JSON is YAML
-    expected = planned_config([protocol_file])
-    done = finished(folder, expected)
-    if done:
-        return done
-    cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"), f"--config_files={protocol_file}"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
-    with open(os.path.join(folder, "run.log"), "w") as log:
-        proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} seed {seed} failed (exit {proc.returncode}); see {folder}/run.log")
-    done = finished(folder, expected)
-    if done is None:
-        raise RuntimeError(f"{mode} seed {seed}: recorded config differs from the planned one ({folder})")
-    return done
+    return run_cached([protocol_file], folder, threads, f"{mode} seed {seed}")[0]
 
 
 def table(modes, seeds):
