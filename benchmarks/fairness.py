@@ -112,13 +112,25 @@ def planned_config(config_files):
 
 def finished(folder, expected=None):
     """The run's result JSON, if the run completed (it is written last, atomically) with the
-    recorded config ``expected`` (any config when None)."""
+    recorded config ``expected`` (any config when None); see ``same_config``."""
     for path in sorted(glob.glob(os.path.join(folder, "*.json")), reverse=True):
         with open(path) as f:
             result = json.load(f)
-        if "test_result" in result and (expected is None or _plain(result.get("config")) == expected):
+        if "test_result" in result and (expected is None or same_config(_plain(result.get("config")), expected)):
             return path
     return None
+
+
+def same_config(recorded, expected):
+    """Whether a finished run's recorded config is the planned one.
+
+    Every key the run recorded must have its planned value. Keys the run did not record are keys
+    added to the plugin after it ran: the project adds a key with a default that keeps the old
+    behaviour (a changed default changes a recorded value, and the run is redone), so a run from
+    an earlier session stays valid and long benchmarks resume across sessions."""
+    if recorded is None:
+        return False
+    return all(k in expected and expected[k] == v for k, v in recorded.items())
 
 
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,

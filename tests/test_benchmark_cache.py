@@ -45,6 +45,10 @@ def test_a_finished_run_is_reused_only_for_the_same_config(fairness_script, tmp_
     # An incomplete result file (no test_result) never counts.
     (folder / "zz-partial.json").write_text(json.dumps({"config": planned}))
     assert fairness_script.finished(str(folder), planned) == found
+    # A key added to the plugin after the run (absent from its record) keeps the run valid: new
+    # keys default to the old behaviour. A recorded key that changed, or was removed, does not.
+    assert fairness_script.finished(str(folder), {**planned, "a_new_key": 1}) == found
+    assert fairness_script.finished(str(folder), {k: v for k, v in planned.items() if k != "outer_mu"}) is None
 
 
 def test_result_names_are_the_ones_the_issues_read(fairness_script):
