@@ -40,13 +40,13 @@ def test_with_the_outer_level_off_E_does_not_change(setup):
 
 def test_outer_updates_touch_only_E(setup):
     # learning_rate 0: the inner optimiser moves nothing, so every change is the outer level's.
-    model, trainer, before = _train(setup, learning_rate=0.0, hypergrad_xi=0.01)
+    model, trainer, before = _train(setup, learning_rate=0.0, hypergrad_unroll="sgd", hypergrad_xi=0.01)
     assert _changed(model, before) == {"item_embedding.E"}
     assert trainer.global_step > 0
 
 
 def test_outer_interval_sets_how_often_E_moves(setup):
-    model, trainer, before = _train(setup, learning_rate=0.0, hypergrad_xi=0.01, outer_interval=1000)
+    model, trainer, before = _train(setup, learning_rate=0.0, hypergrad_unroll="sgd", hypergrad_xi=0.01, outer_interval=1000)
     assert _changed(model, before) == set()  # fewer steps than the interval: no outer step yet
 
 

@@ -271,3 +271,93 @@ def test_given_inner_gradient_replaces_the_inner_backward(mode):
     # and it is really used: a different inner gradient gives a different unrolled step
     other = fn(inner, outer, theta, E, XI, inner_grads={k: 2 * v for k, v in grads.items()}).grad_E
     assert rel(other, own) > 1e-6
+
+
+# ----- per-entry step derivatives, a given theta', several outer tensors ------------------------
+
+GROUP_OF = torch.tensor([0, 0, 1, 1, 2, 2])
+
+
+def make_offset_problem(seed=7):
+    """``make_problem`` plus K = 3 group score offsets ``b`` that only the inner (training) loss
+    adds to the logits, as ``group_offsets: outer`` does: the outer loss reaches ``b`` only through
+    the unrolled step."""
+    inner, outer, theta, E = make_problem(seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    b = 0.3 * torch.randn(3, generator=g, dtype=torch.float64)
+    history = torch.randint(1, N_ITEMS, (8, 3), generator=g)
+    target = torch.randint(1, N_ITEMS, (8,), generator=g)
+
+    def inner_b(th, phi):
+        items = torch.tanh(phi["E"] @ th["projector.weight"].T + th["projector.bias"])
+        sequence = items[history].mean(dim=1) @ th["mixer"]
+        return F.cross_entropy(sequence @ items.T + phi["b"][GROUP_OF], target)
+
+    def outer_b(th, phi):
+        return outer(th, phi["E"])
+
+    return inner_b, outer_b, theta, {"E": E, "b": b}
+
+
+def adam_like_xi(theta, seed=3):
+    """A per-entry positive step derivative for each theta tensor (as Adam's preconditioner)."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: 0.2 + torch.rand(t.shape, generator=g, dtype=torch.float64) for n, t in theta.items()}
+
+
+def unrolled_value(inner, theta, phi, xi):
+    step = torch.func.grad(inner)(theta, phi)
+    return {n: theta[n] - xi[n] * step[n] for n in theta}
+
+
+def test_exact_with_per_entry_steps_and_several_outer_tensors_matches_torch_func():
+    inner, outer, theta, phi = make_offset_problem()
+    xi = adam_like_xi(theta)
+    want = torch.func.grad(lambda p: outer(unrolled_value(inner, theta, p, xi), p))(phi)
+    got = hypergrad_exact(inner, outer, theta, phi, xi).grad_E
+    assert set(got) == {"E", "b"}
+    for name in phi:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12)
+    assert want["b"].abs().max() > 1e-4  # the offsets do get a hypergradient
+
+
+def test_finite_difference_with_per_entry_steps_matches_exact():
+    inner, outer, theta, phi = make_offset_problem()
+    xi = adam_like_xi(theta)
+    exact = hypergrad_exact(inner, outer, theta, phi, xi).grad_E
+    fd = hypergrad_finite_difference(inner, outer, theta, phi, xi, r=1e-4).grad_E
+    for name in phi:
+        assert rel(fd[name], exact[name]) < 1e-5
+
+
+def test_first_order_gives_offsets_that_only_the_inner_loss_reads_no_gradient():
+    """Why first-order and second-order BiFair must differ once the group offsets are on: the
+    offsets' whole hypergradient is the second-order term."""
+    inner, outer, theta, phi = make_offset_problem()
+    first = hypergrad_first_order(inner, outer, theta, phi, adam_like_xi(theta)).grad_E
+    assert torch.equal(first["b"], torch.zeros_like(phi["b"]))
+
+
+@pytest.mark.parametrize("mode", ["first_order", "finite_difference", "exact"])
+def test_a_given_theta_step_is_where_the_outer_loss_is_taken(mode):
+    """The trainer hands over the parameters the optimiser produced; the outer loss is evaluated
+    there and the second-order term (through xi) is unchanged."""
+    inner, outer, theta, phi = make_offset_problem(9)
+    xi = adam_like_xi(theta)
+    g = torch.Generator().manual_seed(11)
+    taken = {n: t + 0.05 * torch.randn(t.shape, generator=g, dtype=torch.float64) for n, t in theta.items()}
+    result = HYPERGRADS[mode](inner, outer, theta, phi, xi, theta_step=taken, r=1e-4)
+    assert result.outer_loss == pytest.approx(outer(taken, phi).item(), rel=1e-12)
+    # the partial derivative at the given theta' plus the second-order term of the linearised step
+    d_E = torch.func.grad(outer, argnums=1)(taken, phi)
+    if mode == "first_order":
+        want = d_E
+    else:
+        v = torch.func.grad(outer)(taken, phi)
+        u = {n: xi[n] * v[n] for n in theta}
+        mixed = torch.func.grad(
+            lambda p: sum((torch.func.grad(inner)(theta, p)[n] * u[n]).sum() for n in theta))(phi)
+        want = {n: d_E[n] - mixed[n] for n in phi}
+    for name in phi:
+        tolerance = 1e-5 if mode == "finite_difference" else 1e-9
+        torch.testing.assert_close(result.grad_E[name], want[name], rtol=tolerance, atol=1e-12)

@@ -4,12 +4,13 @@ Per training batch:
 1. inner forward: per-target losses, per-group means ``L_g``, group weights ``lambda`` from the
    inner balancer, ``L_in = sum_g lambda_g L_g`` and its gradient ``g`` w.r.t. theta (projector +
    backbone);
-2. every ``outer_interval`` steps, the outer step: the hypergradient of
-   ``L_out = sum_g w_g L_g(theta - xi g, E; B_meta) + mu ||E - E0||^2`` w.r.t. ``E`` (mode
-   ``hypergrad``), clipped, applied by E's own optimiser;
-3. the inner optimiser applies ``g`` to theta.
-Both updates use the parameters of the start of the step, so the unrolled step of (2) is the step
-that (3) takes (for SGD; an approximation of it for Adam).
+2. the inner optimiser applies ``g`` to theta: theta -> theta';
+3. every ``outer_interval`` steps, the outer step: the hypergradient of
+   ``L_out = sum_g w_g L_g(theta'(E), E; B_meta) + mu ||E - E0||^2`` w.r.t. the outer variables
+   (``E``, and the group score offsets under ``group_offsets: outer``; mode ``hypergrad``),
+   through the step of (2) (``hypergrad_unroll: optimizer``: the optimiser's own step,
+   linearised, recbole_bifair/trainer/unroll.py; ``sgd``: ``theta - xi g``), applied by their own
+   optimiser. Both levels read E as it was at the start of the step.
 
 With ``bifair: False`` the model is the LLM-enhanced baseline and this trainer is RecBole's.
 """
@@ -35,9 +36,11 @@ from recbole_bifair.trainer.balancing import GroupBalancer, OnlineGroupDRO
 from recbole_bifair.trainer.base import PluginTrainerMixin
 from recbole_bifair.trainer.hypergrad import get_hypergrad
 from recbole_bifair.trainer.meta_split import Cycle, split_meta
+from recbole_bifair.trainer.unroll import UNROLLS, clip_scale, step_derivative
 
 BALANCE_MODES = ("mgda", "dro", "uniform", "groupdro", "none")
 E_NAME = "item_embedding.E"
+OFFSET_NAME = "group_offset"  # the model's group score offsets (group_offsets: outer)
 
 
 def group_means(losses, group_ids, n_groups):
@@ -164,14 +167,26 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         except ValueError as err:
             raise ConfigError(str(err)) from None
         self.xi = config["hypergrad_xi"] if config["hypergrad_xi"] is not None else self.learning_rate
+        self.unroll = config["hypergrad_unroll"] or "optimizer"
+        if self.unroll not in UNROLLS:
+            raise ConfigError(f"hypergrad_unroll '{self.unroll}' is unknown; use one of {', '.join(UNROLLS)}")
+        if self.unroll == "optimizer" and config["hypergrad_xi"] is not None:
+            raise ConfigError("hypergrad_xi is the step size of hypergrad_unroll: sgd; with hypergrad_unroll: "
+                              "optimizer the step is the optimiser's. Set hypergrad_unroll: sgd or hypergrad_xi: ~")
+        offsets = getattr(model, "group_offset", None)
+        if offsets is not None and not self.outer_on:
+            raise ConfigError("group_offsets: outer needs the outer level (bifair: True, outer_level: True); "
+                              "set group_offsets: none")
         self.mu = config["outer_mu"] or 0.0
         self.outer_clip = config["outer_clip_grad_norm"]
         self.hvp_batch_size = config["hvp_batch_size"]
-        self.outer_optimizer = (
-            self._build_optimizer(params=[self.model.item_table.E], learner=config["outer_learner"],
-                                  learning_rate=config["outer_learning_rate"], weight_decay=0.0)
-            if self.outer_on else None
-        )
+        self.outer_optimizer = None
+        if self.outer_on:
+            groups = [{"params": [self.model.item_table.E]}]
+            if offsets is not None:
+                groups.append({"params": [offsets], "lr": config["group_offset_learning_rate"]})
+            self.outer_optimizer = self._build_optimizer(params=groups, learner=config["outer_learner"],
+                                                         learning_rate=config["outer_learning_rate"], weight_decay=0.0)
         self.global_step = 0
         self.epoch_stats = []  # one record per epoch: losses, group weights, ||E - E0||
         self.item_groups = None
@@ -274,10 +289,18 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             loss = loss + self.variance_weight * L_g[present].var(unbiased=False)
         return loss
 
+    def _outer_variables(self):
+        """The outer level's tensors by parameter name: E, and the group offsets if the model has them."""
+        found = {E_NAME: self.model.item_table.E}
+        if getattr(self.model, "group_offset", None) is not None:
+            found[OFFSET_NAME] = self.model.group_offset
+        return found
+
     def _bilevel_step(self, interaction, stats, epoch_idx):
         model = self.model
-        theta_names = [n for n, _ in model.named_parameters() if n != E_NAME]
-        theta_params = [p for n, p in model.named_parameters() if n != E_NAME]
+        outer_names = {E_NAME, OFFSET_NAME}
+        theta_names = [n for n, _ in model.named_parameters() if n not in outer_names]
+        theta_params = [p for n, p in model.named_parameters() if n not in outer_names]
 
         out = model.target_losses(interaction)
         if not torch.isfinite(out.losses).all():
@@ -295,20 +318,29 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         stats["inner_w"] += lam.detach().cpu()
         stats["steps"] += 1
 
-        if self.outer_on and self.global_step % self.outer_interval == 0:
-            self._outer_step(interaction, lam, dict(zip(theta_names, theta_params)),
-                             dict(zip(theta_names, grads)), stats, epoch_idx)
+        outer_now = self.outer_on and self.global_step % self.outer_interval == 0
+        theta_before = {n: p.detach().clone() for n, p in zip(theta_names, theta_params)} if outer_now else None
 
         self.optimizer.zero_grad(set_to_none=True)
         for p, g in zip(theta_params, grads):
-            p.grad = g
-        if self.clip_grad_norm:
-            clip_grad_norm_(theta_params, **self.clip_grad_norm)
+            p.grad = g.clone() if outer_now and self.clip_grad_norm else g  # clipping is in place
+        total_norm = clip_grad_norm_(theta_params, **self.clip_grad_norm) if self.clip_grad_norm else None
         self.optimizer.step()
 
-    def _outer_step(self, interaction, lam, theta, inner_grads, stats, epoch_idx):
+        if outer_now:
+            if self.unroll == "optimizer":
+                max_norm = self.clip_grad_norm.get("max_norm") if self.clip_grad_norm else None
+                xi = step_derivative(self.optimizer, dict(zip(theta_names, theta_params)),
+                                     clip_scale(total_norm, max_norm))
+                theta_step = {n: p.detach() for n, p in zip(theta_names, theta_params)}
+            else:
+                xi, theta_step = self.xi, None
+            self._outer_step(interaction, lam, theta_before, dict(zip(theta_names, grads)), xi, theta_step,
+                             stats, epoch_idx)
+
+    def _outer_step(self, interaction, lam, theta, inner_grads, xi, theta_step, stats, epoch_idx):
         model, call = self.model, LossCall(self.model)
-        E = model.item_table.E
+        outer_vars = self._outer_variables()
         E0 = model.item_table.E0
         meta = self._next_meta_batch().to(self.device)
         hvp_batch = interaction if not self.hvp_batch_size else head_targets(interaction, self.hvp_batch_size)
@@ -316,8 +348,8 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         lam = lam.detach()
         outer_w = {}
 
-        def params(th, e):
-            return {**{f"model.{n}": t for n, t in th.items()}, f"model.{E_NAME}": e}
+        def params(th, phi):
+            return {**{f"model.{n}": t for n, t in th.items()}, **{f"model.{n}": t for n, t in phi.items()}}
 
         # Every evaluation below sees the same dropout masks: the finite-difference pair
         # theta +/- eps v must differ only in theta. The global generator is left as it was.
@@ -332,26 +364,32 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             grouped = self._group_losses(losses_at(th, e, hvp_batch))
             return self._inner_objective(grouped.means, grouped.present, lam)
 
-        def outer_loss_fn(th, e):
-            out = losses_at(th, e, meta)
+        def outer_loss_fn(th, phi):
+            # the meta loss is the one ranking sees: without the training-only group offsets
+            seen = {**phi, OFFSET_NAME: torch.zeros_like(phi[OFFSET_NAME])} if OFFSET_NAME in phi else phi
+            out = losses_at(th, seen, meta)
             grouped = self._group_losses(out, inner=False)
             if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
                 outer_w["w"] = self.outer_balancer.weights(grouped, out)
-            return (outer_w["w"] * grouped.means).sum() + self.mu * ((e - E0) ** 2).sum()
+            return (outer_w["w"] * grouped.means).sum() + self.mu * ((phi[E_NAME] - E0) ** 2).sum()
 
         kwargs = {}
         if self.hypergrad_name != "exact":  # exact differentiates through its own inner gradient
             kwargs["inner_grads"] = inner_grads  # the inner step's gradient: no second inner backward
         if self.hypergrad_name == "finite_difference":
             kwargs["r"] = self.config["hypergrad_r"]
+        if theta_step is not None:
+            kwargs["theta_step"] = theta_step
         try:
-            result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta, E.detach(), self.xi, **kwargs)
+            result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta,
+                                    {n: t.detach() for n, t in outer_vars.items()}, xi, **kwargs)
         except FloatingPointError as err:
             raise self._nonfinite("hypergradient", epoch_idx) from err
         self.outer_optimizer.zero_grad(set_to_none=True)
-        E.grad = result.grad_E.to(E.dtype)
+        for name, tensor in outer_vars.items():
+            tensor.grad = result.grad_E[name].to(tensor.dtype)
         if self.outer_clip:
-            clip_grad_norm_([E], self.outer_clip)
+            clip_grad_norm_([outer_vars[E_NAME]], self.outer_clip)
         self.outer_optimizer.step()
         stats["outer_loss"] += result.outer_loss
         stats["outer_steps"] += 1
@@ -376,6 +414,9 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         group_loss = (stats["group_loss"] / stats["group_steps"].clamp(min=1)).tolist()
         inner_w = (stats["inner_w"] / steps).tolist()
         drift = (self.model.item_table.E - self.model.item_table.E0).norm().item()
+        drift_rel = drift / max(self.model.item_table.E0.norm().item(), 1e-12)
+        offsets = getattr(self.model, "group_offset", None)
+        offsets = offsets.detach().cpu().tolist() if offsets is not None else None
         parts = [f"inner loss: {stats['inner_loss'] / steps:.4f}"]
         if stats["outer_steps"]:
             outer_steps = stats["outer_steps"]
@@ -387,11 +428,14 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         ]
         if stats["outer_steps"]:
             parts.append("outer weights: [" + ", ".join(f"{v:.3f}" for v in outer_w) + "]")
-        parts.append(f"||E-E0||: {drift:.4f}")
+        parts.append(f"||E-E0||: {drift:.4f} ({100 * drift_rel:.3f}% of ||E0||)")
+        if offsets is not None:
+            parts.append("group offsets: [" + ", ".join(f"{v:+.3f}" for v in offsets) + "]")
         self.logger.info(set_color(f"epoch {epoch_idx} bifair", "green") + " [" + ", ".join(parts) + "]")
         tb = self.tensorboard
         tb.add_scalar("BiFair/inner_loss", stats["inner_loss"] / steps, epoch_idx)
         tb.add_scalar("BiFair/E_drift", drift, epoch_idx)
+        tb.add_scalar("BiFair/E_drift_relative", drift_rel, epoch_idx)
         if stats["outer_steps"]:
             tb.add_scalar("BiFair/outer_loss", stats["outer_loss"] / stats["outer_steps"], epoch_idx)
         for g in range(len(group_loss)):
@@ -400,7 +444,9 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             if stats["outer_steps"]:
                 tb.add_scalar(f"BiFair/outer_weight/{g}", outer_w[g], epoch_idx)
         record = {"epoch": epoch_idx, "inner_loss": stats["inner_loss"] / steps, "group_loss": group_loss,
-                  "inner_weights": inner_w, "E_drift": drift}
+                  "inner_weights": inner_w, "E_drift": drift, "E_drift_relative": drift_rel}
+        if offsets is not None:
+            record["group_offsets"] = offsets
         if stats["outer_steps"]:
             record.update(outer_loss=stats["outer_loss"] / stats["outer_steps"], outer_weights=outer_w)
         self.epoch_stats.append(record)

@@ -1,13 +1,21 @@
 r"""Hypergradient of the outer loss w.r.t. the item representations E (METHOD.md section 4).
 
-The inner level is unrolled by one gradient step,
+The inner level is unrolled by one step,
 
     theta'(E) = theta - xi * grad_theta L_in(theta, E),
 
 and the outer loss ``L_out(theta'(E), E)`` is differentiated through it:
 
-    dL_out/dE = d_E L_out(theta', E) - xi * H_{E,theta} L_in(theta, E) v,
-    v = grad_theta' L_out(theta', E),   H_{E,theta} v = grad_E <grad_theta L_in(theta, E), v>.
+    dL_out/dE = d_E L_out(theta', E) - H_{E,theta} L_in(theta, E) (xi v),
+    v = grad_theta' L_out(theta', E),   H_{E,theta} u = grad_E <grad_theta L_in(theta, E), u>.
+
+``xi`` is a number (an SGD step) or, per theta tensor, a tensor of the step's derivative with
+respect to the gradient, entry by entry: the step the inner optimiser takes, linearised (Adam:
+``lr (1 - beta1) / ((1 - beta1^t) (sqrt(v_hat) + eps))``, its second moment held fixed; built by
+the trainer). ``theta_step``, when given, is the value of theta' (the parameters the optimiser
+actually produced); otherwise ``theta - xi * grad``. The outer variables ``E`` are one tensor or a
+dict of tensors (the item table and, with ``group_offsets: outer``, the group score offsets);
+``grad_E`` has the same structure.
 
 The config key ``hypergrad`` picks how the mixed second-order term is computed. All modes share
 one signature, ``mode(inner_loss_fn, outer_loss_fn, theta, E, xi, **options)``, in the
@@ -39,8 +47,8 @@ LossFn = Callable[[dict[str, Tensor], Tensor], Tensor]
 class HypergradResult:
     """The hypergradient and what the trainer logs about the step that produced it."""
 
-    grad_E: Tensor
-    """dL_out/dE, shaped like E."""
+    grad_E: Tensor | dict[str, Tensor]
+    """dL_out/dE, shaped like E (a dict of tensors when E is one)."""
     outer_loss: float
     """L_out(theta', E) at the unrolled parameters."""
     inner_grad_norm: float | None = None
@@ -61,13 +69,15 @@ def hypergrad_first_order(
     Drops the second-order term ``-xi * H_{E,theta} L_in v``: the cheapest mode, and exact in
     the limit ``xi -> 0``. Cost: 1 backward of L_in w.r.t. theta, 1 backward of L_out w.r.t. E.
     ``inner_grads``: ``grad_theta L_in`` when the caller has it already (saves that backward).
-    ``options`` are accepted and ignored so that all modes share one call.
+    ``options``: ``theta_step`` (the value of theta'); others are accepted and ignored so that
+    all modes share one call.
     """
-    theta_step, inner_norm = _unrolled_step(inner_loss_fn, theta, E, xi, inner_grads)
-    E_leaf = _leaf(E)
-    outer = outer_loss_fn(theta_step, E_leaf)
-    (grad_E,) = _grad(outer, [E_leaf])
-    return _result("first_order", grad_E, outer, inner_norm)
+    outer_vars = _Outer(E)
+    theta_step, inner_norm = _unrolled_step(inner_loss_fn, theta, E, xi, inner_grads, options.get("theta_step"))
+    E_leaf = outer_vars.leaves()
+    outer = outer_loss_fn(theta_step, outer_vars.pack(E_leaf))
+    grad_E = _grad(outer, E_leaf)
+    return _result("first_order", outer_vars.pack(grad_E), outer, inner_norm)
 
 
 def hypergrad_finite_difference(
@@ -78,15 +88,16 @@ def hypergrad_finite_difference(
     xi: float,
     r: float = 0.01,
     inner_grads: dict[str, Tensor] | None = None,
+    theta_step: dict[str, Tensor] | None = None,
 ) -> HypergradResult:
-    r"""Second-order term by a central difference of ``grad_E L_in`` along ``v``:
+    r"""Second-order term by a central difference of ``grad_E L_in`` along ``u = xi v``:
 
-        H_{E,theta} L_in(theta, E) v ~ [grad_E L_in(theta + eps v, E)
-                                        - grad_E L_in(theta - eps v, E)] / (2 eps),
-        eps = r / ||v||,
+        H_{E,theta} L_in(theta, E) u ~ [grad_E L_in(theta + eps u, E)
+                                        - grad_E L_in(theta - eps u, E)] / (2 eps),
+        eps = r / ||u||,
 
-    so the perturbation of theta has norm ``r`` whatever the scale of ``v`` (the norm runs
-    over all theta tensors). If ``v = 0`` the second term is 0. The error is O(r^2).
+    so the perturbation of theta has norm ``r`` whatever the scale of ``u`` (the norm runs
+    over all theta tensors). If ``u = 0`` the second term is 0. The error is O(r^2).
 
     Both shifted evaluations replay the random state of the unrolled step, so dropout draws the
     same masks in all three evaluations of L_in: otherwise the difference would measure two
@@ -97,22 +108,25 @@ def hypergrad_finite_difference(
     theta' and E together (``v`` and ``d_E L_out`` from one pass), and 2 backwards of L_in
     w.r.t. E only; no second-order graph is ever built.
     """
-    rng = _rng_state(E.device)
-    theta_step, inner_norm = _unrolled_step(inner_loss_fn, theta, E, xi, inner_grads)
+    outer_vars = _Outer(E)
+    rng = _rng_state(outer_vars.device)
+    theta_step, inner_norm = _unrolled_step(inner_loss_fn, theta, E, xi, inner_grads, theta_step)
     theta_leaf = {name: _leaf(value) for name, value in theta_step.items()}
-    E_leaf = _leaf(E)
-    outer = outer_loss_fn(theta_leaf, E_leaf)
-    *v, d_E = _grad(outer, [*theta_leaf.values(), E_leaf])
-    v_norm = _norm(v)
-    if v_norm == 0.0:
-        return _result("finite_difference", d_E, outer, inner_norm)
-    eps = r / v_norm
-    with _replayed(rng, E.device):
-        grad_plus = _inner_grad_E(inner_loss_fn, theta, v, eps, E)
-    with _replayed(rng, E.device):
-        grad_minus = _inner_grad_E(inner_loss_fn, theta, v, -eps, E)
-    mixed = (grad_plus - grad_minus) / (2 * eps)
-    return _result("finite_difference", d_E - xi * mixed, outer, inner_norm)
+    E_leaf = outer_vars.leaves()
+    outer = outer_loss_fn(theta_leaf, outer_vars.pack(E_leaf))
+    grads = _grad(outer, [*theta_leaf.values(), *E_leaf])
+    v, d_E = grads[: len(theta_leaf)], grads[len(theta_leaf):]
+    u = [_scaled(xi, name, d) for name, d in zip(theta, v)]
+    u_norm = _norm(u)
+    if u_norm == 0.0:
+        return _result("finite_difference", outer_vars.pack(d_E), outer, inner_norm)
+    eps = r / u_norm
+    with _replayed(rng, outer_vars.device):
+        grad_plus = _inner_grad_E(inner_loss_fn, theta, u, eps, outer_vars)
+    with _replayed(rng, outer_vars.device):
+        grad_minus = _inner_grad_E(inner_loss_fn, theta, u, -eps, outer_vars)
+    total = [d - (p - m) / (2 * eps) for d, p, m in zip(d_E, grad_plus, grad_minus)]
+    return _result("finite_difference", outer_vars.pack(total), outer, inner_norm)
 
 
 def hypergrad_exact(
@@ -128,16 +142,21 @@ def hypergrad_exact(
     The inner gradient is taken with ``create_graph=True`` so that theta' depends on E, and the
     outer backward runs through it: exact up to floating point, at the price of a double
     backward and the memory of the inner graph. Meant for tests and small models.
-    ``options`` are accepted and ignored so that all modes share one call.
+    ``options``: ``theta_step`` (the value of theta'); others are accepted and ignored so that
+    all modes share one call.
     """
+    outer_vars = _Outer(E)
     theta_leaf = {name: _leaf(value) for name, value in theta.items()}
-    E_leaf = _leaf(E)
-    inner = inner_loss_fn(theta_leaf, E_leaf)
+    E_leaf = outer_vars.leaves()
+    inner = inner_loss_fn(theta_leaf, outer_vars.pack(E_leaf))
     grads = _grad(inner, list(theta_leaf.values()), create_graph=True)
-    theta_step = {name: value - xi * g for (name, value), g in zip(theta_leaf.items(), grads)}
-    outer = outer_loss_fn(theta_step, E_leaf)
-    (grad_E,) = _grad(outer, [E_leaf])
-    return _result("exact", grad_E, outer, _norm(grads))
+    unrolled = {name: value - _scaled(xi, name, g) for (name, value), g in zip(theta_leaf.items(), grads)}
+    given = options.get("theta_step")
+    if given is not None:  # the given value, with the unrolled step's derivative
+        unrolled = {name: given[name].detach() + (step - step.detach()) for name, step in unrolled.items()}
+    outer = outer_loss_fn(unrolled, outer_vars.pack(E_leaf))
+    grad_E = _grad(outer, E_leaf)
+    return _result("exact", outer_vars.pack(grad_E), outer, _norm(grads))
 
 
 HYPERGRADS = {
@@ -193,41 +212,65 @@ def _norm(tensors: list[Tensor]) -> float:
     return torch.sqrt(sum((t.detach().double() ** 2).sum() for t in tensors)).item()
 
 
+class _Outer:
+    """The outer variables as a list of tensors, and back to the caller's structure (one
+    tensor, or a dict of them)."""
+
+    def __init__(self, E):
+        self.names = list(E) if isinstance(E, dict) else None
+        self.values = [E[n] for n in self.names] if self.names is not None else [E]
+        self.device = self.values[0].device
+
+    def leaves(self) -> list[Tensor]:
+        return [_leaf(value) for value in self.values]
+
+    def pack(self, tensors):
+        return dict(zip(self.names, tensors)) if self.names is not None else tensors[0]
+
+
+def _scaled(xi, name: str, tensor: Tensor) -> Tensor:
+    """``xi * tensor``: xi a number, or a dict of per-entry step derivatives by theta name."""
+    return xi[name] * tensor if isinstance(xi, dict) else xi * tensor
+
+
 def _unrolled_step(
-    inner_loss_fn: LossFn, theta: dict[str, Tensor], E: Tensor, xi: float,
-    inner_grads: dict[str, Tensor] | None = None,
+    inner_loss_fn: LossFn, theta: dict[str, Tensor], E, xi,
+    inner_grads: dict[str, Tensor] | None = None, theta_step: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], float]:
-    """``theta' = theta - xi * grad_theta L_in(theta, E)``, detached, and ``||grad_theta L_in||``.
+    """``theta' = theta - xi * grad_theta L_in(theta, E)`` (or ``theta_step`` when given),
+    detached, and ``||grad_theta L_in||``.
 
     E enters as a constant, so this backward stops at theta. A caller that has just computed
     ``grad_theta L_in`` for its own inner step passes it as ``inner_grads`` and saves the pass.
     """
     if inner_grads is None:
+        outer_vars = _Outer(E)
         theta_leaf = {name: _leaf(value) for name, value in theta.items()}
-        inner = inner_loss_fn(theta_leaf, E.detach())
+        inner = inner_loss_fn(theta_leaf, outer_vars.pack([v.detach() for v in outer_vars.values]))
         grads = _grad(inner, list(theta_leaf.values()))
     else:
         grads = [inner_grads[name].detach() for name in theta]
-    theta_step = {
-        name: (value.detach() - xi * g).detach() for (name, value), g in zip(theta.items(), grads)
+    if theta_step is not None:
+        return {name: theta_step[name].detach() for name in theta}, _norm(grads)
+    stepped = {
+        name: (value.detach() - _scaled(xi, name, g)).detach() for (name, value), g in zip(theta.items(), grads)
     }
-    return theta_step, _norm(grads)
+    return stepped, _norm(grads)
 
 
 def _inner_grad_E(
-    inner_loss_fn: LossFn, theta: dict[str, Tensor], v: list[Tensor], eps: float, E: Tensor
-) -> Tensor:
-    """``grad_E L_in(theta + eps v, E)``; theta enters as a constant, so the backward skips it."""
-    shifted = {name: value.detach() + eps * d for (name, value), d in zip(theta.items(), v)}
-    E_leaf = _leaf(E)
-    (grad_E,) = _grad(inner_loss_fn(shifted, E_leaf), [E_leaf])
-    return grad_E
+    inner_loss_fn: LossFn, theta: dict[str, Tensor], u: list[Tensor], eps: float, outer_vars: _Outer
+) -> list[Tensor]:
+    """``grad_E L_in(theta + eps u, E)``; theta enters as a constant, so the backward skips it."""
+    shifted = {name: value.detach() + eps * d for (name, value), d in zip(theta.items(), u)}
+    E_leaf = outer_vars.leaves()
+    return _grad(inner_loss_fn(shifted, outer_vars.pack(E_leaf)), E_leaf)
 
 
-def _result(mode: str, grad_E: Tensor, outer: Tensor, inner_norm: float) -> HypergradResult:
-    grad_E = grad_E.detach()
+def _result(mode: str, grad_E, outer: Tensor, inner_norm: float) -> HypergradResult:
+    grad_E = {n: g.detach() for n, g in grad_E.items()} if isinstance(grad_E, dict) else grad_E.detach()
     outer_loss = outer.item()
-    if not torch.isfinite(grad_E).all():
+    if not all(torch.isfinite(g).all() for g in (grad_E.values() if isinstance(grad_E, dict) else [grad_E])):
         raise FloatingPointError(
             f"the {mode} hypergradient w.r.t. E is not finite (outer loss {outer_loss:.4g}, "
             f"inner gradient norm {inner_norm:.4g}); the inner or outer step diverged"
