@@ -249,6 +249,16 @@ def _nonempty(starts, n):
     return np.asarray(starts, dtype=np.int64)
 
 
+def item_train_counts(dataset):
+    """``int64 (item_num,)``: training interactions of every item of ``dataset`` (the TRAINING
+    split), 0 for padding and unseen items. The one counting rule of the plugin: item groups, the
+    IPS weights, post-hoc debiasing and logit adjustment all read these counts."""
+    train_count = np.zeros(dataset.item_num, dtype=np.int64)
+    for item, count in dataset.item_counter.items():
+        train_count[item] = count
+    return train_count
+
+
 def build_item_groups(config, dataset):
     """The item groups that ``config`` asks for, from ``dataset``, which must be the TRAINING split.
 
@@ -258,9 +268,7 @@ def build_item_groups(config, dataset):
     if kind not in KINDS:
         raise ConfigError(f"item_groups: '{kind}' is not one of {', '.join(KINDS)}")
     iid_field = dataset.iid_field
-    train_count = np.zeros(dataset.item_num, dtype=np.int64)
-    for item, count in dataset.item_counter.items():
-        train_count[item] = count
+    train_count = item_train_counts(dataset)
     item_tokens = np.asarray(dataset.field2id_token[iid_field], dtype=object)
     long_tail = _check_long_tail_settings(config)
     if kind == "popularity":

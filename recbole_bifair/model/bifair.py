@@ -10,8 +10,19 @@ After the backbone is built, its ``item_embedding`` (an ``nn.Embedding``) is rep
 backbone's ``forward``/``calculate_loss``/``predict``/``full_sort_predict`` then run on
 ``V = P(E)`` unchanged. ``target_losses`` gives the per-target losses the bi-level trainer needs;
 backbones that do not predict the last item (BERT4Rec) override it.
+
+Two popularity baselines live here, both off by default (METHOD.md section 6):
+
+- ``posthoc_beta``: post-hoc debiasing at ranking time only, ``score - beta * log(train_count + 1)``
+  in ``predict`` and ``full_sort_predict`` (padding keeps the backbone's score);
+- ``logit_adjust_tau``: logit-adjusted cross-entropy in training (Menon et al., ICLR 2021), the CE of
+  ``logits + tau * log prior``; ranking uses the unadjusted scores.
+
+Both read the training count of every item (``item_train_count``, a non-persistent buffer counted
+by ``recbole_bifair.fairness.groups.item_train_counts``, the rule the item groups use).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,6 +32,7 @@ from torch import nn
 
 from recbole_bifair.data.sequence import is_sequence_batch
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.fairness.groups import item_train_counts
 from recbole_bifair.model.all_positions import scored_positions
 from recbole_bifair.model.llm_item_table import (
     ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
@@ -40,7 +52,18 @@ class TargetLosses:
     # logits = S V[:n_items]^T (+ bias). Dot scoring: the target representations and the item
     # table; cosine: both rows L2-normalised, S also divided by the temperature.
     shared: tuple
-    logits: Optional[torch.Tensor] = None  # [N, n_items] the logits the CE is taken of, else None
+    # [N, n_items] the logits the CE is taken of (logit-adjusted under logit_adjust_tau), else None
+    logits: Optional[torch.Tensor] = None
+
+
+def finite_number(config, key):
+    """``config[key]`` as a float (``~``: 0.0, off); ConfigError naming the key otherwise."""
+    value = config[key]
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number (0 = off), got {value!r}: write e.g. {key}: 0.5")
+    return float(value)
 
 
 class BiFairModel:
@@ -116,9 +139,23 @@ class BiFairModel:
         )
         if self.item_embedding.extra is not None:
             nn.init.normal_(self.item_embedding.extra, std=init_std)
-        # The backbone's calculate_loss scores with dot products and, under BPR, reads the target
-        # rows through the lookup that input dropout now applies to: those cases use target_losses.
-        self._backbone_loss = self.score == "dot" and self.item_embedding.input_dropout == 0
+        self.posthoc_beta = finite_number(config, "posthoc_beta")
+        self.logit_adjust_tau = finite_number(config, "logit_adjust_tau")
+        if self.logit_adjust_tau and self.loss_type != "CE":
+            raise ConfigError(f"logit_adjust_tau adjusts the logits of the cross-entropy, and loss_type is "
+                              f"{self.loss_type}: set loss_type: CE or logit_adjust_tau: 0")
+        # Training interactions per item. `dataset` is the training split: the plugin's quick start
+        # (prepare_run, load_data_and_model) builds the model with `train_data._dataset`, as RecBole's
+        # own quick start does (recbole/quick_start/quick_start.py), and the trainer counts the item
+        # groups on the same object. Not persistent: recomputed here, so checkpoints written before
+        # these baselines existed load unchanged, and it is no parameter, so it is never trained.
+        self.register_buffer("item_train_count", torch.as_tensor(item_train_counts(dataset), dtype=torch.long),
+                             persistent=False)
+        # The backbone's calculate_loss scores with dot products, does not adjust logits and, under
+        # BPR, reads the target rows through the lookup that input dropout now applies to: those
+        # cases use target_losses.
+        self._backbone_loss = (self.score == "dot" and self.item_embedding.input_dropout == 0
+                               and not self.logit_adjust_tau)
 
     @property
     def item_table(self) -> ProjectedItemTable:
@@ -149,6 +186,32 @@ class BiFairModel:
             return seq_output, V.view_as(V)
         return F.normalize(seq_output, dim=-1) / self.score_temperature, F.normalize(V, dim=-1)
 
+    def posthoc_offset(self, dtype=torch.float32):
+        """``[n_items]`` ``posthoc_beta * log(train_count + 1)``, 0 for padding (item 0)."""
+        offset = self.posthoc_beta * torch.log1p(self.item_train_count.to(dtype))
+        offset[0] = 0.0  # padding keeps the backbone's score (log1p(0) is 0 already; made explicit)
+        return offset
+
+    def log_prior(self, dtype=torch.float32):
+        """``[n_items]`` ``log p_i``, ``p_i = max(train_count_i, 1) / sum_j max(train_count_j, 1)``
+        over all ids (padding and items unseen in training count as 1, so that log p is finite;
+        the normaliser is a constant shift of every logit, which the cross-entropy ignores)."""
+        counts = self.item_train_count.to(torch.float64).clamp(min=1)
+        return torch.log(counts / counts.sum()).to(dtype)
+
+    def adjust_logits(self, logits):
+        """Training logits ``+ logit_adjust_tau * log prior`` (Menon et al. 2021); as they are at tau 0."""
+        if not self.logit_adjust_tau:
+            return logits
+        return logits + self.logit_adjust_tau * self.log_prior(logits.dtype)[: logits.shape[-1]]
+
+    def debias_scores(self, scores, items=None):
+        """Ranking scores minus ``posthoc_offset`` (of ``items``, or of columns 0.. for full sort)."""
+        if not self.posthoc_beta:
+            return scores
+        offset = self.posthoc_offset(scores.dtype)
+        return scores - (offset[items] if items is not None else offset[: scores.shape[-1]])
+
     def calculate_loss(self, interaction):
         if is_sequence_batch(interaction) or not self._backbone_loss:
             return self.target_losses(interaction).losses.mean()
@@ -167,7 +230,7 @@ class BiFairModel:
             S, V = self.scoring_inputs(seq_output, V)
             logits = None
             if self.loss_type == "CE":
-                logits = S @ V[: self.n_items].T
+                logits = self.adjust_logits(S @ V[: self.n_items].T)
                 losses = F.cross_entropy(logits, targets, reduction="none")
             else:
                 neg = interaction[self.NEG_ITEM_ID]
@@ -176,13 +239,19 @@ class BiFairModel:
         return TargetLosses(losses, targets, (S, V), logits)
 
     def predict(self, interaction):
+        return self.debias_scores(self._predict(interaction), interaction[self.ITEM_ID])
+
+    def full_sort_predict(self, interaction):
+        return self.debias_scores(self._full_sort_predict(interaction))
+
+    def _predict(self, interaction):
         if self.score == "dot":
             return super().predict(interaction)
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         S, V = self.scoring_inputs(seq_output, self.item_embedding.weight)
         return (S * V[interaction[self.ITEM_ID]]).sum(-1)
 
-    def full_sort_predict(self, interaction):
+    def _full_sort_predict(self, interaction):
         if self.score == "dot":
             return super().full_sort_predict(interaction)
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

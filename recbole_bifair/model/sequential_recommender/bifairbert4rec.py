@@ -34,7 +34,7 @@ class BiFairBERT4Rec(BiFairModel, BERT4Rec):
             out, V = self.scoring_inputs(out, V)
             logits = None
             if self.loss_type == "CE":
-                logits = out @ V[: self.n_items].T + self.output_bias
+                logits = self.adjust_logits(out @ V[: self.n_items].T + self.output_bias)
                 losses = F.cross_entropy(logits, targets, reduction="none")
             else:
                 neg = interaction[self.NEG_ITEMS].view(-1)[keep]
