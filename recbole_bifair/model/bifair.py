@@ -32,7 +32,7 @@ from torch import nn
 
 from recbole_bifair.data.sequence import is_sequence_batch
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.fairness.groups import item_train_counts
+from recbole_bifair.fairness.groups import build_item_groups, item_train_counts
 from recbole_bifair.model.all_positions import scored_positions
 from recbole_bifair.model.llm_item_table import (
     ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
@@ -40,6 +40,7 @@ from recbole_bifair.model.llm_item_table import (
 
 SCORES = ("dot", "cosine")
 ID_INITS = ("normal", "pca")
+GROUP_OFFSETS = ("none", "outer")
 
 
 @dataclass
@@ -154,8 +155,22 @@ class BiFairModel:
         # The backbone's calculate_loss scores with dot products, does not adjust logits and, under
         # BPR, reads the target rows through the lookup that input dropout now applies to: those
         # cases use target_losses.
+        self.group_offsets = config["group_offsets"] or "none"
+        if self.group_offsets not in GROUP_OFFSETS:
+            raise ConfigError(f"group_offsets '{self.group_offsets}' is unknown; use one of {', '.join(GROUP_OFFSETS)}")
+        self.group_offset = None
+        if self.group_offsets == "outer":
+            if self.loss_type != "CE":
+                raise ConfigError(f"group_offsets: outer shifts the logits of the cross-entropy, and loss_type is "
+                                  f"{self.loss_type}: set loss_type: CE or group_offsets: none")
+            # the trainer's item groups: the same rule on the same training split
+            groups = build_item_groups(config, dataset)
+            self.register_buffer("offset_group_of", torch.as_tensor(groups.group_of, dtype=torch.long),
+                                 persistent=False)
+            # K training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
+            self.group_offset = nn.Parameter(torch.zeros(groups.n_groups))
         self._backbone_loss = (self.score == "dot" and self.item_embedding.input_dropout == 0
-                               and not self.logit_adjust_tau)
+                               and not self.logit_adjust_tau and self.group_offset is None)
 
     @property
     def item_table(self) -> ProjectedItemTable:
@@ -172,8 +187,9 @@ class BiFairModel:
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def inner_parameters(self):
-        """Projector and backbone: everything but ``E`` (METHOD.md: theta)."""
-        return [p for n, p in self.named_parameters() if n != "item_embedding.E"]
+        """Projector and backbone: everything but the outer variables ``E`` and the group offsets
+        (METHOD.md: theta)."""
+        return [p for n, p in self.named_parameters() if n not in ("item_embedding.E", "group_offset")]
 
     def scoring_inputs(self, seq_output, V):
         """``(S, V)`` whose product is the logits: as they are (dot), or L2-normalised rows with S
@@ -200,10 +216,14 @@ class BiFairModel:
         return torch.log(counts / counts.sum()).to(dtype)
 
     def adjust_logits(self, logits):
-        """Training logits ``+ logit_adjust_tau * log prior`` (Menon et al. 2021); as they are at tau 0."""
-        if not self.logit_adjust_tau:
-            return logits
-        return logits + self.logit_adjust_tau * self.log_prior(logits.dtype)[: logits.shape[-1]]
+        """Training logits ``+ logit_adjust_tau * log prior`` (Menon et al. 2021) and, under
+        ``group_offsets: outer``, ``+ b[group of the item]`` (METHOD.md 4a); as they are otherwise."""
+        n = logits.shape[-1]
+        if self.logit_adjust_tau:
+            logits = logits + self.logit_adjust_tau * self.log_prior(logits.dtype)[:n]
+        if self.group_offset is not None:
+            logits = logits + self.group_offset.to(logits.dtype)[self.offset_group_of[:n]]
+        return logits
 
     def debias_scores(self, scores, items=None):
         """Ranking scores minus ``posthoc_offset`` (of ``items``, or of columns 0.. for full sort)."""

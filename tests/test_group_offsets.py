@@ -1,0 +1,78 @@
+"""Group score offsets at the outer level (``group_offsets: outer``, METHOD.md 4a): training-only
+logit shifts per item group, learned by the second-order term of the hypergradient alone."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_bifair.errors import ConfigError
+from recbole_bifair.fairness.groups import build_item_groups
+from recbole_bifair.quick_start import build_config, prepare_run
+from tests.bifair_fixtures import bifair_config, bifair_setup
+
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    return bifair_setup(tmp_path, monkeypatch)
+
+
+def _build(setup, **overrides):
+    root, emb = setup
+    config = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, **overrides))
+    return prepare_run(config)
+
+
+def test_offsets_shift_the_training_logits_of_each_group_and_not_the_ranking(setup):
+    _, (train, _, test), net, trainer = _build(setup, group_offsets="outer", **NO_DROPOUT)
+    net.eval()
+    groups = build_item_groups(trainer.config, train._dataset)
+    batch = train.collate_fn(np.arange(min(5, train.n_windows)))
+    test_batch = next(iter(test))[0]
+    with torch.no_grad():
+        plain = net.target_losses(batch)
+        ranking = net.full_sort_predict(test_batch)
+        b = torch.tensor([0.7, -0.4, 1.3])[: len(net.group_offset)]
+        net.group_offset.copy_(b)
+        shifted = net.target_losses(batch)
+        # by hand: every item's logit moves by its group's offset
+        want = plain.logits + b[groups.group_of[: plain.logits.shape[1]]]
+        torch.testing.assert_close(shifted.logits, want)
+        torch.testing.assert_close(shifted.losses, F.cross_entropy(want, shifted.targets, reduction="none"))
+        assert not torch.allclose(shifted.losses, plain.losses)
+        torch.testing.assert_close(net.full_sort_predict(test_batch), ranking)  # ranking never sees them
+    assert "group_offset" not in {n for n, p in net.named_parameters() if any(p is q for q in net.inner_parameters())}
+
+
+def _trained_offsets(setup, hypergrad):
+    _, (train, valid, _), net, trainer = _build(setup, group_offsets="outer", hypergrad=hypergrad, epochs=1,
+                                               outer_balance="dro", dro_tau=0.1, **NO_DROPOUT)
+    E_before = net.item_table.E.detach().clone()
+    trainer.fit(train, valid, saved=False)
+    return net.group_offset.detach().clone(), (net.item_table.E.detach() - E_before).abs().max().item(), trainer
+
+
+def test_only_the_second_order_term_moves_the_offsets(setup):
+    """The meta loss is taken without the offsets, so first-order BiFair leaves them at 0 while E
+    moves; finite-difference BiFair moves them (METHOD.md 4a)."""
+    first, first_E_moved, _ = _trained_offsets(setup, "first_order")
+    assert torch.equal(first, torch.zeros_like(first)) and first_E_moved > 0
+    second, _, trainer = _trained_offsets(setup, "finite_difference")
+    assert second.abs().max() > 1e-4
+    assert trainer.epoch_stats[-1]["group_offsets"] == pytest.approx(second.tolist())
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (dict(outer_level=False), "group_offsets: outer needs the outer level"),
+    (dict(bifair=False), "group_offsets: outer needs the outer level"),
+    (dict(loss_type="BPR", train_neg_sample_args={"distribution": "uniform", "sample_num": 1}, train_mode="prefix"),
+     "loss_type: CE or group_offsets: none"),
+    (dict(group_offsets="inner"), "group_offsets 'inner' is unknown"),
+])
+def test_bad_offset_settings_name_the_fix(setup, overrides, key):
+    settings = dict(group_offsets="outer")
+    settings.update(overrides)
+    with pytest.raises(ConfigError, match=key):
+        _build(setup, **settings)
