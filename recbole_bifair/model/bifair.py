@@ -22,6 +22,7 @@ Both read the training count of every item (``item_train_count``, a non-persiste
 by ``recbole_bifair.fairness.groups.item_train_counts``, the rule the item groups use).
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_bifair.data.sequence import is_sequence_batch
+from recbole_bifair.data.sequence import TARGETS, is_sequence_batch
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.groups import build_item_groups, item_train_counts
 from recbole_bifair.model.all_positions import scored_positions
@@ -41,6 +42,14 @@ from recbole_bifair.model.llm_item_table import (
 SCORES = ("dot", "cosine")
 ID_INITS = ("normal", "pca")
 GROUP_OFFSETS = ("none", "outer")
+SOFTMAXES = ("full", "sampled")
+
+
+def positive_int(config, key):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+    return value
 
 
 @dataclass
@@ -169,8 +178,16 @@ class BiFairModel:
                                  persistent=False)
             # K training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
             self.group_offset = nn.Parameter(torch.zeros(groups.n_groups))
+        self.train_softmax = config["train_softmax"] or "full"
+        if self.train_softmax not in SOFTMAXES:
+            raise ConfigError(f"train_softmax '{self.train_softmax}' is unknown; use one of {', '.join(SOFTMAXES)}")
+        self.train_negatives = positive_int(config, "train_negatives")
+        if self.train_softmax == "sampled" and (self.loss_type != "CE" or self.extra_item_rows):
+            raise ConfigError(f"train_softmax: sampled replaces the full cross-entropy of SASRec/GRU4Rec backbones; "
+                              f"{type(self).__name__} with loss_type {self.loss_type} has none: set train_softmax: full")
         self._backbone_loss = (self.score == "dot" and self.item_embedding.input_dropout == 0
-                               and not self.logit_adjust_tau and self.group_offset is None)
+                               and not self.logit_adjust_tau and self.group_offset is None
+                               and self.train_softmax == "full")
 
     @property
     def item_table(self) -> ProjectedItemTable:
@@ -215,15 +232,22 @@ class BiFairModel:
         counts = self.item_train_count.to(torch.float64).clamp(min=1)
         return torch.log(counts / counts.sum()).to(dtype)
 
-    def adjust_logits(self, logits):
-        """Training logits ``+ logit_adjust_tau * log prior`` (Menon et al. 2021) and, under
-        ``group_offsets: outer``, ``+ b[group of the item]`` (METHOD.md 4a); as they are otherwise."""
-        n = logits.shape[-1]
+    def logit_shift(self, items, dtype=torch.float32):
+        """``[len(items)]`` training-only logit shift of ``items``: ``logit_adjust_tau * log prior``
+        (Menon et al. 2021) plus, under ``group_offsets: outer``, ``b[group of the item]``
+        (METHOD.md 4a); None when neither is on."""
+        shift = None
         if self.logit_adjust_tau:
-            logits = logits + self.logit_adjust_tau * self.log_prior(logits.dtype)[:n]
+            shift = self.logit_adjust_tau * self.log_prior(dtype)[items]
         if self.group_offset is not None:
-            logits = logits + self.group_offset.to(logits.dtype)[self.offset_group_of[:n]]
-        return logits
+            offsets = self.group_offset.to(dtype)[self.offset_group_of[items]]
+            shift = offsets if shift is None else shift + offsets
+        return shift
+
+    def adjust_logits(self, logits):
+        """Full training logits (columns = item ids 0..) plus ``logit_shift``; as they are otherwise."""
+        shift = self.logit_shift(torch.arange(logits.shape[-1], device=logits.device), logits.dtype)
+        return logits if shift is None else logits + shift
 
     def debias_scores(self, scores, items=None):
         """Ranking scores minus ``posthoc_offset`` (of ``items``, or of columns 0.. for full sort)."""
@@ -238,9 +262,13 @@ class BiFairModel:
         with self.item_embedding.scope():
             return super().calculate_loss(interaction)
 
-    def target_losses(self, interaction) -> TargetLosses:
+    def target_losses(self, interaction, softmax=None, negatives=None, rows=None, E_rows=None) -> TargetLosses:
         """Loss of every predicted target (the backbone's CE over all items, or BPR): one per
-        prefix sample, or one per scored position of a window batch (sequence-level training)."""
+        prefix sample, or one per scored position of a window batch (sequence-level training).
+        ``softmax`` (default ``train_softmax``): ``sampled`` takes the CE over the target and the
+        item ids ``negatives`` (default: ``train_negatives`` drawn uniformly), see ``sampled_losses``."""
+        if (softmax or self.train_softmax) == "sampled":
+            return self.sampled_losses(interaction, negatives, rows, E_rows)
         with self.item_embedding.scope() as V:
             if is_sequence_batch(interaction):
                 seq_output, targets = scored_positions(self, interaction)
@@ -257,6 +285,56 @@ class BiFairModel:
                 diff = (S * (V[targets] - V[neg])).sum(-1)
                 losses = -F.logsigmoid(diff)
         return TargetLosses(losses, targets, (S, V), logits)
+
+    def sample_negatives(self, n, device=None):
+        """``n`` item ids drawn uniformly, with replacement, from the real items ``1 .. n_items - 1``."""
+        return torch.randint(1, self.n_items, (n,), device=device)
+
+    def batch_rows(self, interaction, negatives):
+        """Sorted unique item ids a sampled step touches: the input sequences, the targets, the
+        negatives (and padding)."""
+        targets = interaction[TARGETS] if is_sequence_batch(interaction) else interaction[self.POS_ITEM_ID]
+        seq = interaction[self.ITEM_SEQ]
+        return torch.unique(torch.cat([seq.flatten(), targets.flatten(), negatives.flatten(),
+                                       seq.new_zeros(1)]))
+
+    def sampled_losses(self, interaction, negatives=None, rows=None, E_rows=None) -> TargetLosses:
+        r"""Sampled-softmax CE (METHOD.md 3b): for a target ``y`` and negatives ``S`` drawn uniformly
+        (``q = 1 / (n_items - 1)`` each, ``M = |S|``),
+
+            loss = log(exp(z_y) + sum_{s in S, s != y} exp(z_s - log(M q))) - z_y,
+
+        the importance-sampled estimate of the full softmax's normaliser (Jean et al. 2015); logit
+        shifts (logit adjustment, group offsets) apply to ``z`` as in the full CE. Only the rows the
+        batch touches are projected (``row_scope``): ``rows`` (sorted unique ids covering the batch
+        and the negatives; default: the batch's own) with ``E_rows`` standing in for ``E[rows]``
+        (the trainer's sampled outer step differentiates w.r.t. those rows), or the row scope the
+        caller has opened. The scoring inputs are ``(S, V_rows)``; there are no full logits, so
+        MGDA's Gram takes its autograd path."""
+        table_owner = self.item_embedding
+        device = interaction[self.ITEM_SEQ].device
+        if negatives is None:
+            negatives = self.sample_negatives(self.train_negatives, device)
+        if table_owner.row_table is not None and rows is None:
+            scope = contextlib.nullcontext(table_owner.row_table)
+        else:
+            scope = table_owner.row_scope(rows if rows is not None else self.batch_rows(interaction, negatives), E_rows)
+        with scope as table:
+            if is_sequence_batch(interaction):
+                seq_output, targets = scored_positions(self, interaction)
+            else:
+                targets = interaction[self.POS_ITEM_ID]
+                seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+            S, V = self.scoring_inputs(seq_output, table.V)
+            positive = (S * V[table.index(targets)]).sum(-1)
+            negative = S @ V[table.index(negatives)].T
+            shift_pos, shift_neg = self.logit_shift(targets, S.dtype), self.logit_shift(negatives, S.dtype)
+            if shift_pos is not None:
+                positive, negative = positive + shift_pos, negative + shift_neg
+            negative = negative - math.log(len(negatives) / (self.n_items - 1))
+            negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+            losses = torch.logsumexp(torch.cat([positive.unsqueeze(1), negative], dim=1), dim=1) - positive
+        return TargetLosses(losses, targets, (S, V), None)
 
     def predict(self, interaction):
         return self.debias_scores(self._predict(interaction), interaction[self.ITEM_ID])
@@ -287,5 +365,5 @@ class LossCall(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, interaction):
-        return self.model.target_losses(interaction)
+    def forward(self, interaction, **kwargs):
+        return self.model.target_losses(interaction, **kwargs)

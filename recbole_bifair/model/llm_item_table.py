@@ -182,6 +182,7 @@ class ProjectedItemTable(nn.Module):
         self.extra = nn.Parameter(torch.zeros(extra_rows, out_dim)) if extra_rows else None
         self.input_dropout = input_dropout
         self._scoped = None
+        self._rows = None  # a RowTable inside row_scope
         self._eval_cache = None
 
     @property
@@ -205,12 +206,47 @@ class ProjectedItemTable(nn.Module):
             parts.append(self.extra)
         return torch.cat(parts, dim=0)
 
+    def compute_rows(self, rows, E_rows=None):
+        """``V`` of the item ids ``rows`` only, ``[len(rows), d]`` (padding id 0 gives a zero row):
+        ``compute()[rows]`` without projecting the whole table. ``E_rows`` stands in for
+        ``E[rows]`` (the outer level's sampled step differentiates w.r.t. those rows alone)."""
+        E_rows = self.E[rows] if E_rows is None else E_rows
+        V = self.projector(E_rows)
+        if self.id_fusion == "sum":
+            V = V + self.id_embedding(rows)
+        elif self.id_fusion == "concat":
+            V = self.fuse(torch.cat([V, self.id_embedding(rows)], dim=-1))
+        return V * (rows != 0).unsqueeze(-1).to(V.dtype)
+
+    @contextlib.contextmanager
+    def row_scope(self, rows, E_rows=None):
+        """Inside, item lookups read ``V`` of ``rows`` (sorted unique item ids) only, so a training
+        step costs what its batch touches, not the catalog (sampled softmax, METHOD.md 3b). The
+        full table (``weight``) is not available inside; a lookup of an id outside ``rows`` is an
+        error."""
+        if self.extra is not None:
+            raise ValueError("a row scope covers item rows only; this table has extra rows (BERT4Rec's mask)")
+        table = RowTable(rows, self.compute_rows(rows, E_rows))
+        outer = (self._scoped, self._rows)
+        self._scoped, self._rows = None, table
+        try:
+            yield table
+        finally:
+            self._scoped, self._rows = outer
+
+    @property
+    def row_table(self):
+        """The ``RowTable`` of the enclosing ``row_scope``, or None."""
+        return self._rows
+
     def _state_key(self):
         tensors = [self.E, *self.parameters()]
         return tuple((id(t), t._version) for t in tensors)
 
     @property
     def weight(self):
+        if self._rows is not None:
+            raise RuntimeError("the full item table is not computed inside a row scope (sampled softmax)")
         if self._scoped is not None:
             return self._scoped
         if not torch.is_grad_enabled() and not self.training:
@@ -223,7 +259,10 @@ class ProjectedItemTable(nn.Module):
         return self.compute()
 
     def forward(self, item_ids):
-        rows = F.embedding(item_ids, self.weight)
+        if self._rows is not None:
+            rows = self._rows.lookup(item_ids)
+        else:
+            rows = F.embedding(item_ids, self.weight)
         if self.input_dropout:
             rows = F.dropout(rows, self.input_dropout, self.training)
         return rows
@@ -237,3 +276,22 @@ class ProjectedItemTable(nn.Module):
             yield self._scoped
         finally:
             self._scoped = outer
+
+
+class RowTable:
+    """Item vectors of some item ids: ``V[i]`` is the vector of item ``rows[i]`` (``rows`` sorted, unique)."""
+
+    def __init__(self, rows, V):
+        self.rows = rows
+        self.V = V
+
+    def index(self, item_ids):
+        """Positions of ``item_ids`` in ``rows``; ValueError if one is missing."""
+        idx = torch.searchsorted(self.rows, item_ids).clamp(max=len(self.rows) - 1)
+        if not bool((self.rows[idx] == item_ids).all()):
+            missing = item_ids[self.rows[idx] != item_ids]
+            raise ValueError(f"item ids {missing[:5].tolist()} are not in the row scope")
+        return idx
+
+    def lookup(self, item_ids):
+        return self.V[self.index(item_ids)]
