@@ -13,13 +13,13 @@ import torch
 
 from recbole.evaluator.collector import Collector
 
-from recbole_bifair.errors import DataError
+from recbole_bifair.errors import ConfigError, DataError
 
 _applied = False
 
 
 def apply():
-    """Install the process-wide workarounds (items 1, 4, 5 and 11)."""
+    """Install the process-wide workarounds (items 1, 4, 5, 11, 13 and 14)."""
     global _applied
     if _applied:
         return
@@ -27,6 +27,8 @@ def apply():
     disable_anomaly_detection()
     _patch_dataset_download()
     _patch_atomic_file_reading()
+    _patch_ddp_on_cpu()
+    _patch_ensure_dir()
     _applied = True
 
 
@@ -209,3 +211,87 @@ def _patch_atomic_file_reading():
 
     if not isinstance(dataset_module.pd, _AtomicFilePandas):
         dataset_module.pd = _AtomicFilePandas(dataset_module.pd)
+
+
+# 12. Config._init_device assumes CUDA whenever `local_rank` is set (a run on several processes):
+#    it asserts len(gpu_id) >= nproc, always calls init_process_group(backend="nccl") and
+#    torch.cuda.set_device(local_rank), and puts the model on cuda:<local_rank>, so
+#    distributed training cannot run on CPU. BiFairConfig._init_device calls this instead: the
+#    same on GPU (nccl, one GPU per local rank), gloo and the CPU without CUDA; the key `backend`
+#    overrides the choice. A process group that already exists is joined as it is.
+def init_device(final):
+    """RecBole's ``Config._init_device`` on ``final`` (the config dict), CPU-capable."""
+    import os
+
+    gpu_id = final["gpu_id"]
+    gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+    final["gpu_id"] = gpu_id
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+    cuda = len(gpu_id) > 0 and torch.cuda.is_available()
+    if "local_rank" not in final:
+        final["single_spec"] = True
+        final["local_rank"] = 0
+        final["device"] = torch.device("cuda") if cuda else torch.device("cpu")
+        return
+    local_rank = final["local_rank"]
+    backend = final.get("backend") or ("nccl" if cuda else "gloo")
+    if backend == "nccl":
+        if not cuda:
+            raise ConfigError("backend nccl needs CUDA GPUs: use backend: gloo on CPU")
+        if len(gpu_id.split(",")) < final["nproc"]:
+            raise ConfigError(f"nproc={final['nproc']} processes need as many GPUs in gpu_id, got '{gpu_id}'")
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(
+            backend=backend,
+            rank=local_rank + final.get("offset", 0),
+            world_size=final["world_size"],
+            init_method=f"tcp://{final['ip']}:{final['port']}",
+        )
+    final["backend"] = backend
+    final["single_spec"] = False
+    if cuda:
+        final["device"] = torch.device("cuda", local_rank)
+        torch.cuda.set_device(local_rank)
+    else:
+        final["device"] = torch.device("cpu")
+    if local_rank != 0:
+        final["state"] = "error"
+        final["show_progress"] = False
+        final["verbose"] = False
+
+
+# 13. AbstractTrainer.__init__ wraps the model in DistributedDataParallel(model,
+#    device_ids=[local_rank]) whenever a run has several processes; torch rejects device_ids for
+#    a module on the CPU ("device_ids ... only work with single-device/multiple-device GPU
+#    modules or CPU modules" with device_ids None), so RecBole's trainer cannot start on CPU.
+#    Give device_ids only for a CUDA module.
+def _ddp_without_cpu_device_ids(module, device_ids=None, **kwargs):
+    from torch.nn.parallel import DistributedDataParallel
+
+    on_cuda = any(p.is_cuda for p in module.parameters())
+    return DistributedDataParallel(module, device_ids=device_ids if on_cuda else None, **kwargs)
+
+
+def _patch_ddp_on_cpu():
+    import recbole.trainer.trainer as trainer_module
+
+    trainer_module.DistributedDataParallel = _ddp_without_cpu_device_ids
+
+
+# 14. recbole.utils.ensure_dir checks os.path.exists and then calls os.makedirs: processes that
+#    start together (nproc > 1) race for ./saved, ./log and the checkpoint folder, and the loser
+#    dies with FileExistsError. Every module that imported the name gets a race-free one.
+def _ensure_dir(dir_path):
+    import os
+
+    os.makedirs(dir_path, exist_ok=True)
+
+
+def _patch_ensure_dir():
+    import importlib
+
+    for name in ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                 "recbole.data.utils", "recbole.data.dataset.dataset"):
+        module = importlib.import_module(name)
+        if hasattr(module, "ensure_dir"):
+            module.ensure_dir = _ensure_dir

@@ -154,6 +154,9 @@ class BiFairConfig(Config):
     def compatibility_settings(self):
         compat.ensure_numpy_aliases()
 
+    def _init_device(self):
+        compat.init_device(self.final_config_dict)  # CPU + gloo for several processes (compat item 12)
+
     def _set_default_parameters(self):
         super()._set_default_parameters()
         # data_path is final only now; checked before any file is read

@@ -4,6 +4,10 @@ Kept close to ``recbole.quick_start.run_recbole``; it differs where the plugin m
 classes and properties (``BiFairConfig``, ``get_model``, ``get_trainer``), no implicit
 ``sys.argv``, a fresh logger per run (RecBole's ``logging.basicConfig`` is a no-op the second
 time in one process), extra end-of-run reports, and one atomic JSON result file per run.
+
+``run`` is RecBole's ``run``: one process, or ``nproc`` processes spawned on this machine
+(``world_size`` in all, over several machines), each running ``run_bifair``; see
+recbole_bifair/trainer/distributed.py for what is shared and what rank 0 alone does.
 """
 
 import logging
@@ -11,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import MutableMapping
 from logging import getLogger
 
 from recbole.data import create_dataset, data_preparation
@@ -21,6 +26,7 @@ from recbole_bifair.config import BiFairConfig
 from recbole_bifair.data.sequence import sequence_training_data
 from recbole_bifair.fairness import end_of_run_report, validate_group_config
 from recbole_bifair.fileio import write_json_atomic
+from recbole_bifair.trainer import distributed
 from recbole_bifair.utils import get_model, get_trainer
 
 #: Config keys recorded in every result file besides the model's own hyperparameters.
@@ -52,7 +58,7 @@ def prepare_run(config):
     """Dataset, splits, model and trainer for ``config``, seeded as RecBole does."""
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = distributed.prepare_data(config, dataset)
     model_class = get_model(config["model"])
     train_data = sequence_training_data(config, train_data, model_class)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -89,10 +95,13 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
     # get_local_time has one-second resolution: parallel runs (Ray trials, the benchmark) need more
-    run_id = f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}"
+    run_id = distributed.broadcast_object(
+        f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}")
     results_dir = config["results_dir"] or "results"
-    extras = end_of_run_report(config, trainer, test_data, results_dir, run_id)
-    extras.update(end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id))
+    main = distributed.is_main()  # under several processes, rank 0 alone writes files
+    extras = end_of_run_report(config, trainer, test_data, results_dir, run_id) if main else {}
+    if main:
+        extras.update(end_of_run_extras(config, dataset, model, trainer, train_data, test_data, results_dir, run_id))
     result = {
         "run_id": run_id,
         "model": config["model"],
@@ -108,10 +117,14 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
         **extras,
     }
+    if not config["single_spec"]:
+        result["world_size"] = distributed.world_size()
     result_path = os.path.join(results_dir, f"{run_id}.json")
-    write_json_atomic(result_path, result)
+    if main:
+        write_json_atomic(result_path, result)
     result["result_file"] = os.path.abspath(result_path)
     logger.info(set_color("result file", "yellow") + f": {result['result_file']}")
+    distributed.barrier()  # no rank leaves (and tears the group down) while rank 0 still writes
     return result
 
 
@@ -166,3 +179,40 @@ def load_data_and_model(model_file):
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
+        nproc=1, world_size=-1, ip="localhost", port="5678", offset=0):
+    """``run_bifair`` in this process, or on ``nproc`` spawned processes (RecBole's ``run``).
+
+    Several machines: start this on each one with the same ``world_size``, ``ip`` and ``port``
+    (rank 0's machine) and ``offset`` = the global rank of its first process. Returns rank 0's
+    result on rank 0's machine, None on the others.
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_bifair(model=model, dataset=dataset, config_file_list=config_file_list,
+                          config_dict=config_dict, cmd_args=cmd_args, saved=saved)
+    import torch.multiprocessing as mp
+
+    world_size = nproc if world_size == -1 else world_size
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {}, world_size=world_size, ip=ip, port=str(port), nproc=nproc, offset=offset)
+    kwargs = {"model": model, "dataset": dataset, "config_file_list": config_file_list,
+              "config_dict": config_dict, "cmd_args": cmd_args, "saved": saved, "queue": queue}
+    mp.spawn(run_bifairs, args=(kwargs,), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def run_bifairs(local_rank, kwargs):
+    """One spawned process of ``run`` (RecBole's ``run_recboles``)."""
+    if not isinstance(kwargs, MutableMapping):
+        raise ValueError(f"run_bifairs takes a dict of run_bifair's arguments, got {type(kwargs)}")
+    kwargs = dict(kwargs)
+    queue = kwargs.pop("queue", None)
+    kwargs["config_dict"] = dict(kwargs.get("config_dict") or {}, local_rank=local_rank)
+    try:
+        result = run_bifair(**kwargs)
+        if distributed.is_main() and queue is not None:
+            queue.put(result)
+    finally:
+        distributed.destroy()

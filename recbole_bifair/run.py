@@ -11,6 +11,11 @@ usage: run_recbole_bifair --model=MODEL --dataset=DATASET [--config_files="A.yam
   --config_files="A B"  YAML files of `key: value` lines, space separated; later files win
   --KEY=VALUE           any config key, VALUE read as YAML: --epochs=5 --learning_rate=1e-3
                         --topk=[10,20] --eval_args="{'order': 'TO'}" --load_col=~
+  --nproc=N             train on N processes on this machine (torch.distributed; one GPU each
+                        on GPU, gloo on CPU; the key `backend` overrides)
+  --world_size=W --offset=O --ip=IP --port=PORT
+                        several machines: W processes in all; this machine's run the global
+                        ranks O .. O+N-1; IP:PORT is rank 0's machine
   --debug               show the full traceback of an error
   -h, --help            show this help
 
@@ -23,23 +28,40 @@ seconds per epoch, the config values that matter, the checkpoint path), the chec
 ./saved (checkpoint_dir), a log file into ./log and tensorboard events into ./log_tensorboard.
 
 example: run_recbole_bifair --model=SASRec --dataset=ml-100k --epochs=5 --train_batch_size=512
+         run_recbole_bifair --model=BiFairSASRec --dataset=ml-100k --nproc=2
 """
 
 import sys
 
 from recbole_bifair.cli import run_cli, split_flags
+from recbole_bifair.errors import ConfigError
 
 USAGE = __doc__.strip()
 
 
+#: RecBole's run_recbole.py flags for several processes, with their defaults (recbole.quick_start.run).
+DISTRIBUTED_FLAGS = {"nproc": 1, "world_size": -1, "offset": 0, "ip": "localhost", "port": "5678"}
+
+
 def main(argv):
-    flags, _, overrides = split_flags(argv, {"model", "dataset", "config_files"})
-    from recbole_bifair.quick_start import run_bifair
+    flags, _, overrides = split_flags(argv, {"model", "dataset", "config_files", *DISTRIBUTED_FLAGS})
+    from recbole_bifair.quick_start import run
 
     config_files = flags.get("config_files", "").split() or None
-    return run_bifair(
+    spread = {}
+    for name, default in DISTRIBUTED_FLAGS.items():
+        value = flags.get(name, default)
+        if isinstance(default, int):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"--{name} must be an integer, got {value!r}") from None
+        spread[name] = value
+    if spread["nproc"] < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {spread['nproc']}")
+    return run(
         model=flags.get("model"), dataset=flags.get("dataset"),
-        config_file_list=config_files, cmd_args=overrides,
+        config_file_list=config_files, cmd_args=overrides, **spread,
     )
 
 

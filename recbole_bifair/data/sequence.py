@@ -192,6 +192,9 @@ class SequenceTrainDataLoader(AbstractDataLoader):
         self.batch_targets = batch_targets or config["train_batch_size"]
         self.sample_size = self.n_windows
         super().__init__(config, dataset, sampler, shuffle=shuffle)
+        from recbole_bifair.trainer.distributed import seed_sampler  # (the trainer package imports this module)
+
+        seed_sampler(self, config["seed"])
 
     def _init_batch_size_and_step(self):
         per_window = self.n_targets / self.n_windows

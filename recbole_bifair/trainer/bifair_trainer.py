@@ -13,6 +13,7 @@ Per training batch:
    optimiser. Both levels read E as it was at the start of the step.
 
 With ``bifair: False`` the model is the LLM-enhanced baseline and this trainer is RecBole's.
+Several processes: recbole_bifair/trainer/distributed.py (the calls marked ``distributed.``).
 """
 
 import random
@@ -33,6 +34,7 @@ from recbole_bifair.fairness.groups import build_item_groups
 from recbole_bifair.fileio import atomic_path
 from recbole_bifair.model.bifair import LossCall
 from recbole_bifair.trainer.balancing import GroupBalancer, OnlineGroupDRO
+from recbole_bifair.trainer import distributed
 from recbole_bifair.trainer.base import PluginTrainerMixin
 from recbole_bifair.trainer.hypergrad import get_hypergrad
 from recbole_bifair.trainer.meta_split import Cycle, split_meta
@@ -69,7 +71,8 @@ def shared_gram(out, losses, group_ids, present, counts):
     K = counts.shape[0]
     S, V = out.shared
     if out.logits is None:
-        return _gram_by_autograd(out, losses, group_ids, present, counts)
+        # several processes: the mean of the ranks' Grams, an approximation of the global one
+        return distributed.mean_over_ranks_([_gram_by_autograd(out, losses, group_ids, present, counts)])[0]
     (R,) = torch.autograd.grad(losses.sum(), out.logits, retain_graph=True)
     R, S, Vi = R.detach(), S.detach(), V.detach()[: R.shape[1]]
     W = torch.zeros(len(group_ids), K, dtype=R.dtype, device=R.device)
@@ -80,6 +83,9 @@ def shared_gram(out, losses, group_ids, present, counts):
     M = torch.stack([(R[idx].T @ S[idx]).flatten() * inv[g]
                      for g, idx in enumerate(_rows_by_group(group_ids, K))])  # [K, n_items * d]
     s_part = (W ** 2).T @ ((R @ Vi) ** 2).sum(1)
+    # several processes: both are sums over rows scaled by the global counts, so the ranks' parts
+    # add up to the global batch's exactly (distributed.global_group_losses)
+    distributed.sum_over_ranks_([M, s_part])
     return M @ M.T + torch.diag(s_part)
 
 
@@ -194,6 +200,10 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self._inner_data = self._meta = None
         self.last_model_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
         self._resumed_state = None
+        if self.bifair and distributed.active():
+            # the bi-level loop syncs its gradients itself (autograd.grad never reaches DDP's hooks)
+            self.distributed_model = None
+            distributed.broadcast_module(self.model)
 
     # ----- set-up -------------------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
@@ -244,7 +254,8 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self._setup(train_data)
         data = self._inner_data
         if self._meta is not None:
-            self._meta.restart()  # each epoch starts a fresh pass: resuming at an epoch boundary is exact
+            self._meta.restart(epoch_idx)  # each epoch starts a fresh pass: resuming at an epoch boundary is exact
+        distributed.set_sampler_epoch(data, epoch_idx)
         self.model.train()
         stats = defaultdict(float)
         K = self.item_groups.n_groups
@@ -305,12 +316,13 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         out = model.target_losses(interaction)
         if not torch.isfinite(out.losses).all():
             raise self._nonfinite("training loss", epoch_idx)
-        grouped = self._group_losses(out)
+        grouped = distributed.global_group_losses(self._group_losses(out))
         L_g, present = grouped.means, grouped.present
         lam = self.inner_balancer.weights(grouped, out)
         inner_loss = self._inner_objective(L_g, present, lam)
         grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, theta_params)]
+        distributed.sum_over_ranks_(grads)  # the ranks' shares of the global batch's gradient
 
         stats["inner_loss"] += inner_loss.item()
         stats["group_loss"] += L_g.detach().cpu() * present.cpu()
@@ -370,7 +382,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             out = losses_at(th, seen, meta)
             grouped = self._group_losses(out, inner=False)
             if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
-                outer_w["w"] = self.outer_balancer.weights(grouped, out)
+                outer_w["w"] = self.outer_balancer.weights(distributed.global_group_losses(grouped), out)
             return (outer_w["w"] * grouped.means).sum() + self.mu * ((phi[E_NAME] - E0) ** 2).sum()
 
         kwargs = {}
@@ -385,6 +397,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
                                     {n: t.detach() for n, t in outer_vars.items()}, xi, **kwargs)
         except FloatingPointError as err:
             raise self._nonfinite("hypergradient", epoch_idx) from err
+        distributed.mean_dict_over_ranks_(result.grad_E)
         self.outer_optimizer.zero_grad(set_to_none=True)
         for name, tensor in outer_vars.items():
             tensor.grad = result.grad_E[name].to(tensor.dtype)
@@ -453,6 +466,8 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
 
     # ----- checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not distributed.is_main():
+            return
         target = kwargs.get("saved_model_file", self.saved_model_file)
         state = {
             "config": self.config,

@@ -7,6 +7,7 @@ from recbole.data.dataloader import TrainDataLoader
 
 from recbole_bifair.data.sequence import SequenceTrainDataLoader
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.trainer.distributed import seed_sampler, set_sampler_epoch
 
 
 def split_meta(config, train_data):
@@ -49,24 +50,35 @@ def _loader(config, dataset, sampler, batch_size):
     # RecBole's loaders read their batch size from config["train_batch_size"] when built.
     loader_config = copy.copy(config)
     loader_config.final_config_dict = dict(config.final_config_dict, train_batch_size=batch_size)
-    return TrainDataLoader(loader_config, dataset, sampler, shuffle=True)
+    return seed_sampler(TrainDataLoader(loader_config, dataset, sampler, shuffle=True), config["seed"])
 
 
 class Cycle:
-    """Endless iteration over a loader, one epoch after another (the meta batches)."""
+    """Endless iteration over a loader, one epoch after another (the meta batches).
+
+    A sharded loader (several processes) reshuffles only when told its epoch: pass ``p`` of
+    training epoch ``e`` is numbered ``e * 2**20 + p``, so a run resumed at an epoch boundary
+    draws the same meta batches."""
 
     def __init__(self, loader):
         self.loader = loader
         self._it = None
+        self._epoch = self._passes = 0
 
-    def restart(self):
+    def restart(self, epoch=0):
         self._it = None
+        self._epoch, self._passes = epoch, 0
+
+    def _new_pass(self):
+        set_sampler_epoch(self.loader, self._epoch * 2**20 + self._passes)
+        self._passes += 1
+        return iter(self.loader)
 
     def next(self):
         if self._it is None:
-            self._it = iter(self.loader)
+            self._it = self._new_pass()
         try:
             return next(self._it)
         except StopIteration:
-            self._it = iter(self.loader)
+            self._it = self._new_pass()
             return next(self._it)
