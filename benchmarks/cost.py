@@ -142,32 +142,61 @@ def ml100k(rounds, threads, only=None):
 
 
 SYNTHETIC_GRID = "100000x100000,20000x100000,50000x100000,100000x50000,100000x200000"
+#: Variants of the synthetic scaling benchmark. Each BiFair row names its outer step (full: every
+#: pass over the whole table; sampled: the rows the batch touches, row-wise updates of E; METHOD.md
+#: 4b); ``auto`` (the default) is sampled above 20,000 items. The "sampled inner" rows train every
+#: method with train_softmax sampled (METHOD.md 3b), the large-catalog configuration.
+SYNTHETIC_VARIANTS = {
+    "LLM-SASRec": {"model": "BiFairSASRec", "bifair": False},
+    "BiFair finite_difference (outer full)": {"model": "BiFairSASRec", "outer_softmax": "full"},
+    "BiFair first_order (outer full)": {"model": "BiFairSASRec", "hypergrad": "first_order", "outer_softmax": "full"},
+    "BiFair finite_difference (outer sampled)": {"model": "BiFairSASRec", "outer_softmax": "sampled"},
+    "BiFair first_order (outer sampled)": {"model": "BiFairSASRec", "hypergrad": "first_order",
+                                          "outer_softmax": "sampled"},
+    "LLM-SASRec (sampled inner)": {"model": "BiFairSASRec", "bifair": False, "train_softmax": "sampled"},
+    "BiFair finite_difference (outer sampled + sampled inner)": {"model": "BiFairSASRec", "outer_softmax": "sampled",
+                                                                "train_softmax": "sampled"},
+    "BiFair first_order (outer sampled + sampled inner)": {"model": "BiFairSASRec", "hypergrad": "first_order",
+                                                         "outer_softmax": "sampled", "train_softmax": "sampled"},
+}
+#: Which row each variant's ratio is taken against (the baseline trained the same way).
+SYNTHETIC_BASE = {name: "LLM-SASRec (sampled inner)" if "sampled inner" in name else "LLM-SASRec"
+                  for name in SYNTHETIC_VARIANTS}
 
 
-def synthetic(threads, grid, max_batches):
+def synthetic(threads, grid, max_batches, only=None, dim=1024):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from synthetic_data import make_catalog
 
-    rows = ["| items | interactions | variant | inner batches | timed | s / batch | s / epoch | x LLM-SASRec | peak RSS MB |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| items | interactions | variant | inner batches | timed | s / batch | s / epoch | x baseline | "
+            "peak RSS MB | x baseline RSS |", "|---|---|---|---|---|---|---|---|---|---|"]
     results = {}
+    variants = {n: v for n, v in SYNTHETIC_VARIANTS.items() if not only or n in only}
+    for needed in {SYNTHETIC_BASE[n] for n in variants}:
+        variants.setdefault(needed, SYNTHETIC_VARIANTS[needed])
     for n_items, n_inter in grid:
         name = make_catalog(os.path.join(WORK, "data"), n_items=n_items, n_inter=n_inter)
         cfg = dict(BASE, dataset=name, data_path=os.path.join(WORK, "data"), train_batch_size=512,
                    meta_batch_size=128, hvp_batch_size=128, eval_batch_size=512,
                    load_col={"inter": ["user_id", "item_id", "timestamp"]},
                    user_inter_num_interval="[0,inf)", item_inter_num_interval="[0,inf)")
-        variants = {"LLM-SASRec": {"model": "BiFairSASRec", "bifair": False},
-                    "BiFair finite_difference": {"model": "BiFairSASRec"},
-                    "BiFair first_order": {"model": "BiFairSASRec", "hypergrad": "first_order"}}
-        res = {v: measure(dict(cfg, **o), threads, random_table=1024, skip_eval=True, max_batches=max_batches)
-               for v, o in variants.items()}
+        res = {}
+        for v, o in variants.items():
+            try:
+                res[v] = measure(dict(cfg, **o), threads, random_table=dim, skip_eval=True, max_batches=max_batches)
+            except RuntimeError as err:  # e.g. out of memory: the row says so, the others still run
+                res[v] = {"error": str(err)[-300:]}
         results[f"{n_items}x{n_inter}"] = res
-        base = res["LLM-SASRec"]["epoch_seconds"]
         for v, m in res.items():
+            base = res[SYNTHETIC_BASE[v]]
+            if "error" in m or "error" in base:
+                rows.append(f"| {n_items} | {n_inter} | {v} | failed: {m.get('error', 'baseline failed')[-120:]!r} "
+                            f"| | | | | | |")
+                continue
             per_batch = m["epoch_seconds"] / m["inner_batches"]
             rows.append(f"| {n_items} | {n_inter} | {v} | {m['inner_batches']} | {m['timed_batches']} | {per_batch:.2f} | "
-                        f"{m['epoch_seconds']:.1f} | {m['epoch_seconds'] / base:.2f} | {m['peak_rss_mb']:.0f} |")
+                        f"{m['epoch_seconds']:.1f} | {m['epoch_seconds'] / base['epoch_seconds']:.2f} | "
+                        f"{m['peak_rss_mb']:.0f} | {m['peak_rss_mb'] / base['peak_rss_mb']:.2f} |")
             print(rows[-1], flush=True)
     return results, rows
 
@@ -230,7 +259,9 @@ def main(argv=None):
     parser.add_argument("part", choices=["ml100k", "synthetic", "profile", "seqtrain"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--variants", default="", help="comma-separated subset of the ml100k variants")
+    parser.add_argument("--variants", default="", help="comma-separated subset of the ml100k or synthetic variants "
+                                                          "(synthetic: the baselines they are compared with are added)")
+    parser.add_argument("--dim", type=int, default=1024, help="synthetic: width of the random LLM table")
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--grid", default=SYNTHETIC_GRID, help="synthetic: ITEMSxINTERACTIONS,...")
     parser.add_argument("--max_batches", type=int, default=0,
@@ -249,10 +280,14 @@ def main(argv=None):
         write("ml100k" + args.tag, header, rows, {"median": med, "samples": samples})
     elif args.part == "synthetic":
         grid = [tuple(int(n) for n in point.split("x")) for point in args.grid.split(",") if point]
-        results, rows = synthetic(args.threads, grid, args.max_batches)
+        only = [v for v in args.variants.split(",") if v]
+        results, rows = synthetic(args.threads, grid, args.max_batches, only, args.dim)
+        header += (f" Synthetic: a random {args.dim}-d table stands in for the encoder (no item text); "
+                   f"sequence-level training, batch 512 targets, meta and Hessian-vector batches 128; "
+                   f"'x baseline': against LLM-SASRec trained the same way (full or sampled inner softmax).")
         if args.max_batches:
-            header += (f" Synthetic: the first {args.max_batches} training batches are timed and scaled to the "
-                       f"epoch's batch count; a random 1024-d table stands in for the encoder (no item text).")
+            header += (f" The first {args.max_batches} training batches are timed and scaled to the "
+                       f"epoch's batch count.")
         write("synthetic" + args.tag, header, rows, results)
     elif args.part == "seqtrain":
         models = [m for m in args.models.split(",") if m]

@@ -43,6 +43,8 @@ from recbole_bifair.trainer.unroll import UNROLLS, clip_scale, step_derivative
 BALANCE_MODES = ("mgda", "dro", "uniform", "groupdro", "none")
 E_NAME = "item_embedding.E"
 OFFSET_NAME = "group_offset"  # the model's group score offsets (group_offsets: outer)
+E_ROWS = "E_rows"  # outer_softmax sampled: the rows of E the outer step touches
+OUTER_SOFTMAXES = ("auto", "full", "sampled")
 
 
 def group_means(losses, group_ids, n_groups):
@@ -186,13 +188,22 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self.mu = config["outer_mu"] or 0.0
         self.outer_clip = config["outer_clip_grad_norm"]
         self.hvp_batch_size = config["hvp_batch_size"]
+        self.outer_softmax = self._outer_softmax(config, model) if self.outer_on else None
         self.outer_optimizer = None
         if self.outer_on:
             groups = [{"params": [self.model.item_table.E]}]
             if offsets is not None:
                 groups.append({"params": [offsets], "lr": config["group_offset_learning_rate"]})
-            self.outer_optimizer = self._build_optimizer(params=groups, learner=config["outer_learner"],
-                                                         learning_rate=config["outer_learning_rate"], weight_decay=0.0)
+            if self.outer_softmax == "sampled":
+                # row-wise (lazy) Adam: moments and steps of the rows a step touches only
+                if (config["outer_learner"] or "adam").lower() != "adam":
+                    raise ConfigError(f"outer_softmax: sampled updates E with a sparse (row-wise) Adam; "
+                                      f"outer_learner is {config['outer_learner']}: set outer_learner: adam")
+                self.outer_optimizer = torch.optim.SparseAdam(groups, lr=config["outer_learning_rate"])
+            else:
+                self.outer_optimizer = self._build_optimizer(params=groups, learner=config["outer_learner"],
+                                                             learning_rate=config["outer_learning_rate"],
+                                                             weight_decay=0.0)
         self.global_step = 0
         self.epoch_stats = []  # one record per epoch: losses, group weights, ||E - E0||
         self.item_groups = None
@@ -204,6 +215,27 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             # the bi-level loop syncs its gradients itself (autograd.grad never reaches DDP's hooks)
             self.distributed_model = None
             distributed.broadcast_module(self.model)
+
+    @staticmethod
+    def _outer_softmax(config, model):
+        """``outer_softmax`` resolved: ``auto`` is ``sampled`` for catalogs above
+        ``outer_sampled_min_items`` items, else ``full`` (METHOD.md 4b)."""
+        mode = config["outer_softmax"] or "auto"
+        if mode not in OUTER_SOFTMAXES:
+            raise ConfigError(f"outer_softmax '{mode}' is unknown; use one of {', '.join(OUTER_SOFTMAXES)}")
+        threshold = config["outer_sampled_min_items"]
+        if mode == "auto":
+            if not isinstance(threshold, int) or isinstance(threshold, bool):
+                raise ConfigError(f"outer_sampled_min_items must be an integer, got {threshold!r}")
+            mode = "sampled" if model.n_items - 1 > threshold else "full"
+        if mode == "sampled":
+            if model.loss_type != "CE" or model.extra_item_rows:
+                raise ConfigError(f"outer_softmax: sampled needs a CE-trained SASRec/GRU4Rec backbone; "
+                                  f"{type(model).__name__} with loss_type {model.loss_type}: set outer_softmax: full")
+            n = config["outer_negatives"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"outer_negatives must be an integer >= 1, got {n!r}")
+        return mode
 
     # ----- set-up -------------------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
@@ -353,24 +385,40 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
     def _outer_step(self, interaction, lam, theta, inner_grads, xi, theta_step, stats, epoch_idx):
         model, call = self.model, LossCall(self.model)
         outer_vars = self._outer_variables()
-        E0 = model.item_table.E0
+        E, E0 = model.item_table.E, model.item_table.E0
         meta = self._next_meta_batch().to(self.device)
         hvp_batch = interaction if not self.hvp_batch_size else head_targets(interaction, self.hvp_batch_size)
         theta = {n: p.detach() for n, p in theta.items()}
         lam = lam.detach()
         outer_w = {}
+        sampled = {}
+        start = {n: t.detach() for n, t in outer_vars.items()}
+        if self.outer_softmax == "sampled":
+            # METHOD.md 4b: the meta and Hessian-vector passes see the rows the two batches touch
+            # and shared uniform negatives; the outer variable is those rows of E, not E.
+            negatives = model.sample_negatives(self.config["outer_negatives"], self.device)
+            rows = torch.unique(torch.cat([model.batch_rows(meta, negatives), model.batch_rows(hvp_batch, negatives)]))
+            sampled = {"softmax": "sampled", "negatives": negatives, "rows": rows}
+            start[E_ROWS] = start.pop(E_NAME)[rows]
+            anchor = E0[rows]
+        else:
+            anchor = E0
 
         def params(th, phi):
-            return {**{f"model.{n}": t for n, t in th.items()}, **{f"model.{n}": t for n, t in phi.items()}}
+            return {**{f"model.{n}": t for n, t in th.items()},
+                    **{f"model.{n}": t for n, t in phi.items() if n != E_ROWS}}
+
+        def loss_kwargs(phi):
+            return dict(sampled, E_rows=phi[E_ROWS]) if sampled else {}
 
         # Every evaluation below sees the same dropout masks: the finite-difference pair
         # theta +/- eps v must differ only in theta. The global generator is left as it was.
         seed = int(torch.randint(0, 2**62, (1,)).item())
 
-        def losses_at(th, e, batch):
+        def losses_at(th, phi, batch):
             with torch.random.fork_rng(devices=self._rng_devices()):
                 torch.manual_seed(seed)
-                return functional_call(call, params(th, e), (batch,))
+                return functional_call(call, params(th, phi), (batch,), loss_kwargs(phi))
 
         def inner_loss_fn(th, e):
             grouped = self._group_losses(losses_at(th, e, hvp_batch))
@@ -383,7 +431,8 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             grouped = self._group_losses(out, inner=False)
             if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
                 outer_w["w"] = self.outer_balancer.weights(distributed.global_group_losses(grouped), out)
-            return (outer_w["w"] * grouped.means).sum() + self.mu * ((phi[E_NAME] - E0) ** 2).sum()
+            table = phi[E_ROWS] if sampled else phi[E_NAME]
+            return (outer_w["w"] * grouped.means).sum() + self.mu * ((table - anchor) ** 2).sum()
 
         kwargs = {}
         if self.hypergrad_name != "exact":  # exact differentiates through its own inner gradient
@@ -393,20 +442,39 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         if theta_step is not None:
             kwargs["theta_step"] = theta_step
         try:
-            result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta,
-                                    {n: t.detach() for n, t in outer_vars.items()}, xi, **kwargs)
+            result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta, start, xi, **kwargs)
         except FloatingPointError as err:
             raise self._nonfinite("hypergradient", epoch_idx) from err
-        distributed.mean_dict_over_ranks_(result.grad_E)
         self.outer_optimizer.zero_grad(set_to_none=True)
-        for name, tensor in outer_vars.items():
-            tensor.grad = result.grad_E[name].to(tensor.dtype)
-        if self.outer_clip:
-            clip_grad_norm_([outer_vars[E_NAME]], self.outer_clip)
+        if sampled:
+            # ranks touch different rows: their row gradients are merged row by row
+            rows, row_grads = distributed.mean_rows_over_ranks(sampled["rows"], result.grad_E.pop(E_ROWS))
+            distributed.mean_dict_over_ranks_(result.grad_E)
+            self._set_sparse_grads(dict(result.grad_E, **{E_ROWS: row_grads}), rows, outer_vars)
+        else:
+            distributed.mean_dict_over_ranks_(result.grad_E)
+            for name, tensor in outer_vars.items():
+                tensor.grad = result.grad_E[name].to(tensor.dtype)
+            if self.outer_clip:
+                clip_grad_norm_([E], self.outer_clip)
         self.outer_optimizer.step()
         stats["outer_loss"] += result.outer_loss
         stats["outer_steps"] += 1
         stats["outer_w"] += outer_w["w"].detach().cpu()
+
+    def _set_sparse_grads(self, grads, rows, outer_vars):
+        """Row-sparse gradients for SparseAdam: E's on ``rows`` (clipped to ``outer_clip_grad_norm``
+        by the same rule as clip_grad_norm_), the offsets' on all K entries."""
+        E = outer_vars[E_NAME]
+        g = grads[E_ROWS].to(E.dtype)
+        if self.outer_clip:
+            g = g * min(1.0, self.outer_clip / (g.norm().item() + 1e-6))
+        E.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), g, E.shape, is_coalesced=True, check_invariants=False)
+        if OFFSET_NAME in outer_vars:
+            b = outer_vars[OFFSET_NAME]
+            index = torch.arange(b.numel(), device=b.device).unsqueeze(0)
+            b.grad = torch.sparse_coo_tensor(index, grads[OFFSET_NAME].to(b.dtype), b.shape, is_coalesced=True,
+                                             check_invariants=False)
 
     def _rng_devices(self):
         return [self.device] if self.device.type == "cuda" else []

@@ -111,6 +111,24 @@ def mean_dict_over_ranks_(named):
     return named
 
 
+def mean_rows_over_ranks(rows, values):
+    """``(rows, values)`` of a row-sparse gradient (``values[i]`` belongs to row ``rows[i]``, rows
+    sorted and unique) averaged over the ranks: the union of every rank's rows, each row's values
+    summed over the ranks that touched it and divided by the number of ranks (absent = zero), the
+    same on every rank. The sampled outer step's ranks touch different rows of E, so a dense
+    all-reduce of their gradients would not line up; the exchange here is as large as the rows
+    touched, not the catalog."""
+    if not active():
+        return rows, values
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, (rows.cpu(), values.detach().cpu()))
+    union = torch.unique(torch.cat([r for r, _ in parts]))
+    total = torch.zeros((len(union),) + tuple(values.shape[1:]), dtype=values.dtype)
+    for r, v in parts:
+        total.index_add_(0, torch.searchsorted(union, r), v)
+    return union.to(rows.device), (total / world_size()).to(values.device)
+
+
 def global_group_losses(grouped):
     """The per-group mean losses of the *global* batch, carrying this rank's share of the gradient.
 
