@@ -490,12 +490,24 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         )
 
     # ----- logging ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _drift(self, rows_per_chunk=8192):
+        """``||E - E0||`` and its ratio to ``||E0||``, by chunks of rows (no temporary as large as
+        E: a 200k x 4096 table is 3.3 GB)."""
+        E, E0 = self.model.item_table.E, self.model.item_table.E0
+        diff = base = 0.0
+        for start in range(0, E.shape[0], rows_per_chunk):
+            a, b = E[start:start + rows_per_chunk].reshape(-1), E0[start:start + rows_per_chunk].reshape(-1)
+            d = a - b
+            diff += torch.dot(d, d).item()
+            base += torch.dot(b, b).item()
+        return diff ** 0.5, diff ** 0.5 / max(base ** 0.5, 1e-12)
+
     def _log_epoch(self, epoch_idx, stats):
         steps = max(stats["steps"], 1)
         group_loss = (stats["group_loss"] / stats["group_steps"].clamp(min=1)).tolist()
         inner_w = (stats["inner_w"] / steps).tolist()
-        drift = (self.model.item_table.E - self.model.item_table.E0).norm().item()
-        drift_rel = drift / max(self.model.item_table.E0.norm().item(), 1e-12)
+        drift, drift_rel = self._drift()
         offsets = getattr(self.model, "group_offset", None)
         offsets = offsets.detach().cpu().tolist() if offsets is not None else None
         parts = [f"inner loss: {stats['inner_loss'] / steps:.4f}"]
