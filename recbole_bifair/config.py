@@ -132,6 +132,26 @@ def _uses_llm_embeddings(model_class):
     return isinstance(model_class, type) and issubclass(model_class, BiFairModel)
 
 
+def resolve_group_offsets(config, model_class):
+    """``group_offsets`` of the run (METHOD.md 4a): unset (``~``), ``outer`` for BiFair models
+    whose outer level runs (``bifair`` and ``outer_level`` on) with the CE loss, ``none`` for every
+    other model (the LLM-enhanced baseline, ablations without the outer level, BPR); asked for
+    explicitly where it cannot work, an error."""
+    from recbole_bifair.model.bifair import GROUP_OFFSETS, BiFairModel
+
+    mode = config["group_offsets"]
+    is_bifair = isinstance(model_class, type) and issubclass(model_class, BiFairModel)
+    outer = is_bifair and bool(config["bifair"]) and bool(config["outer_level"])
+    if mode is None:
+        return "outer" if outer and config["loss_type"] == "CE" else "none"
+    if mode not in GROUP_OFFSETS:
+        raise ConfigError(f"group_offsets '{mode}' is unknown; use one of {', '.join(GROUP_OFFSETS)} or ~ (automatic)")
+    if mode == "outer" and not outer:
+        raise ConfigError("group_offsets: outer needs the outer level (a BiFair model with bifair: True, "
+                          "outer_level: True); set group_offsets: none (or leave it ~)")
+    return mode
+
+
 class BiFairConfig(Config):
     """RecBole Config that resolves plugin models first and loads the plugin's properties.
 
@@ -150,6 +170,12 @@ class BiFairConfig(Config):
         self.final_config_dict["train_mode"] = resolve_train_mode(self, self.model_class)
         if self.final_config_dict["train_mode"] == "sequence":
             self.final_config_dict["seq_window_stride"] = window_stride(self)
+        if "group_offsets" in self.final_config_dict:
+            self.final_config_dict["group_offsets"] = resolve_group_offsets(self, self.model_class)
+            # the offsets are learned against the worst meta groups (METHOD.md 4a); unset, the
+            # outer weighting is otherwise the value of `balance` (the trainer reads it so)
+            if self.final_config_dict["group_offsets"] == "outer" and self.final_config_dict.get("outer_balance") is None:
+                self.final_config_dict["outer_balance"] = "dro"
 
     def compatibility_settings(self):
         compat.ensure_numpy_aliases()

@@ -76,3 +76,34 @@ def test_bad_offset_settings_name_the_fix(setup, overrides, key):
     settings.update(overrides)
     with pytest.raises(ConfigError, match=key):
         _build(setup, **settings)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(), "outer"),
+    (dict(outer_level=False), "none"),
+    (dict(bifair=False), "none"),
+    (dict(loss_type="BPR", train_neg_sample_args={"distribution": "uniform", "sample_num": 1}, train_mode="prefix"),
+     "none"),
+])
+def test_unset_offsets_are_on_wherever_the_outer_level_can_learn_them(setup, overrides, expected):
+    """``group_offsets: ~`` is resolved when the config is built (so result files record it): on
+    for BiFair with its outer level and CE, off for the baseline, the inner-only ablation and BPR."""
+    root, emb = setup
+    config = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, group_offsets=None, **overrides))
+    assert config["group_offsets"] == expected
+    _, _, net, _ = prepare_run(config)
+    assert (net.group_offset is not None) == (expected == "outer")
+    stock = build_config(model="SASRec", config_dict=bifair_config(root, emb, group_offsets=None))
+    assert stock["group_offsets"] == "none"
+
+
+def test_unset_outer_weighting_is_dro_with_the_offsets_and_balance_without(setup):
+    root, emb = setup
+    on = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb))
+    assert on["group_offsets"] == "outer" and on["outer_balance"] == "dro"
+    off = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, group_offsets="none"))
+    assert off["outer_balance"] is None  # the trainer then uses `balance`
+    mine = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, outer_balance="mgda"))
+    assert mine["outer_balance"] == "mgda"
+    baseline = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, bifair=False))
+    assert baseline["outer_balance"] is None and baseline["group_offsets"] == "none"
