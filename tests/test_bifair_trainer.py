@@ -38,9 +38,13 @@ def test_with_the_outer_level_off_E_does_not_change(setup):
     assert trainer.outer_optimizer is None
 
 
-def test_outer_updates_touch_only_E(setup):
-    # learning_rate 0: the inner optimiser moves nothing, so every change is the outer level's.
+def test_outer_updates_touch_only_the_outer_variables(setup):
+    # learning_rate 0: the inner optimiser moves nothing, so every change is the outer level's:
+    # E and the group score offsets (on by default).
     model, trainer, before = _train(setup, learning_rate=0.0, hypergrad_unroll="sgd", hypergrad_xi=0.01)
+    assert _changed(model, before) == {"item_embedding.E", "group_offset"}
+    model, trainer, before = _train(setup, learning_rate=0.0, hypergrad_unroll="sgd", hypergrad_xi=0.01,
+                                    group_offsets="none")
     assert _changed(model, before) == {"item_embedding.E"}
     assert trainer.global_step > 0
 
