@@ -1,5 +1,6 @@
 """Helpers for the BiFair model/trainer tests: a tiny dataset with a random LLM table beside it."""
 
+import importlib.util
 import os
 
 import numpy as np
@@ -39,3 +40,21 @@ def bifair_config(root, emb_file, **overrides):
     )
     base.update(overrides)
     return tiny_config(root, **base)
+
+
+def build_bifair(setup, model="BiFairSASRec", **overrides):
+    """``prepare_run`` of ``model`` on the tiny dataset of ``setup`` (from ``bifair_setup``):
+    (dataset, (train, valid, test), model, trainer)."""
+    from recbole_bifair.quick_start import build_config, prepare_run
+
+    root, emb = setup
+    return prepare_run(build_config(model=model, config_dict=bifair_config(root, emb, **overrides)))
+
+
+def load_fairness_script():
+    """``benchmarks/fairness.py`` as a module (it is a script, not part of the package)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("fairness_bench", os.path.join(repo, "benchmarks", "fairness.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 ranking time (posthoc_beta), logit-adjusted cross-entropy (logit_adjust_tau, Menon et al. 2021),
 and the fairness benchmark's sweep points and cv_paired_hi column."""
 
-import importlib.util
 import json
 import math
 import os
@@ -17,11 +16,9 @@ from recbole_bifair.config import properties_dir
 from recbole_bifair.data.sequence import SequenceTrainDataLoader
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.bootstrap import paired_difference
-from recbole_bifair.quick_start import build_config, prepare_run
 from recbole_bifair.trainer.bifair_trainer import _gram_by_autograd, group_means, shared_gram
-from tests.bifair_fixtures import bifair_config, bifair_setup
+from tests.bifair_fixtures import bifair_config, bifair_setup, build_bifair, load_fairness_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0, dropout_prob=0.0, projector_dropout=0.0)
 
 
@@ -40,16 +37,10 @@ def setup(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def fairness_script():
-    spec = importlib.util.spec_from_file_location("fairness_bench", os.path.join(REPO, "benchmarks", "fairness.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_fairness_script()
 
 
-def _build(setup, model="BiFairSASRec", **overrides):
-    root, emb = setup
-    config = build_config(model=model, config_dict=bifair_config(root, emb, **overrides))
-    return prepare_run(config)
+_build = build_bifair
 
 
 def _pair(setup, key, value, **overrides):

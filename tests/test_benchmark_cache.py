@@ -1,25 +1,19 @@
 """The fairness benchmark reuses a finished run only when its recorded config is the one the
 run would have now (benchmarks/fairness.py: ``planned_config`` and ``finished``)."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 import yaml
 
 from recbole_bifair.quick_start import run_bifair
-from tests.bifair_fixtures import bifair_config, bifair_setup
+from tests.bifair_fixtures import bifair_config, bifair_setup, load_fairness_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def fairness_script():
-    spec = importlib.util.spec_from_file_location("fairness_bench", os.path.join(REPO, "benchmarks", "fairness.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_fairness_script()
 
 
 def test_a_finished_run_is_reused_only_for_the_same_config(fairness_script, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.groups import build_item_groups
 from recbole_bifair.quick_start import build_config, prepare_run
-from tests.bifair_fixtures import bifair_config, bifair_setup
+from tests.bifair_fixtures import bifair_config, bifair_setup, build_bifair
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
 
@@ -19,10 +19,7 @@ def setup(tmp_path, monkeypatch):
     return bifair_setup(tmp_path, monkeypatch)
 
 
-def _build(setup, **overrides):
-    root, emb = setup
-    config = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, **overrides))
-    return prepare_run(config)
+_build = build_bifair
 
 
 def test_offsets_shift_the_training_logits_of_each_group_and_not_the_ranking(setup):

@@ -8,12 +8,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.llm_item_table import ProjectedItemTable
-from recbole_bifair.quick_start import build_config, prepare_run
-from tests.bifair_fixtures import bifair_config, bifair_setup
+from tests.bifair_fixtures import bifair_setup, build_bifair
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0, projector_dropout=0.0)
 
@@ -23,10 +21,7 @@ def setup(tmp_path, monkeypatch):
     return bifair_setup(tmp_path, monkeypatch)
 
 
-def _build(setup, model="BiFairSASRec", **overrides):
-    root, emb = setup
-    config = build_config(model=model, config_dict=bifair_config(root, emb, **overrides))
-    return prepare_run(config)
+_build = build_bifair
 
 
 @pytest.mark.parametrize("id_fusion", ["none", "sum", "concat"])
