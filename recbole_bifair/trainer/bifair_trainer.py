@@ -181,10 +181,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         if self.unroll == "optimizer" and config["hypergrad_xi"] is not None:
             raise ConfigError("hypergrad_xi is the step size of hypergrad_unroll: sgd; with hypergrad_unroll: "
                               "optimizer the step is the optimiser's. Set hypergrad_unroll: sgd or hypergrad_xi: ~")
-        offsets = getattr(model, "group_offset", None)
-        if offsets is not None and not self.outer_on:
-            raise ConfigError("group_offsets: outer needs the outer level (bifair: True, outer_level: True); "
-                              "set group_offsets: none")
+        offsets = getattr(model, "group_offset", None)  # exist only with the outer level (config.resolve_group_offsets)
         self.mu = config["outer_mu"] or 0.0
         self.outer_clip = config["outer_clip_grad_norm"]
         self.hvp_batch_size = config["hvp_batch_size"]
