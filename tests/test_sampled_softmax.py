@@ -11,6 +11,7 @@ import torch
 
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.llm_item_table import ProjectedItemTable
+from recbole_bifair.trainer.row_adam import RowwiseAdam
 from tests.bifair_fixtures import bifair_setup, build_bifair
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0, projector_dropout=0.0)
@@ -114,12 +115,13 @@ def test_bad_sampled_keys_name_the_key(setup):
 
 
 # ----- the sampled outer step (outer_softmax: sampled, METHOD.md 4b) ------------------------------
-def test_the_sampled_outer_step_moves_only_the_rows_it_touched(setup, monkeypatch):
+@pytest.mark.parametrize("moment,optimizer", [("row", RowwiseAdam), ("entry", torch.optim.SparseAdam)])
+def test_the_sampled_outer_step_moves_only_the_rows_it_touched(setup, monkeypatch, moment, optimizer):
     _, (train, valid, _), net, trainer = _build(setup, outer_softmax="sampled", outer_negatives=3, epochs=1,
                                                 group_offsets="outer", meta_batch_size=4, hvp_batch_size=4,
-                                                **NO_DROPOUT)
+                                                outer_second_moment=moment, **NO_DROPOUT)
     assert trainer.outer_softmax == "sampled"
-    assert isinstance(trainer.outer_optimizer, torch.optim.SparseAdam)
+    assert type(trainer.outer_optimizer) is optimizer
     touched = []
     original = net.batch_rows
 
@@ -149,12 +151,15 @@ def test_the_sampled_outer_step_moves_only_the_rows_it_touched(setup, monkeypatc
 
 def test_outer_softmax_auto_follows_the_catalog_size(setup):
     _, _, net, trainer = _build(setup, outer_softmax="auto", outer_sampled_min_items=10_000)
-    assert trainer.outer_softmax == "full" and not isinstance(trainer.outer_optimizer, torch.optim.SparseAdam)
+    assert trainer.outer_softmax == "full"
+    assert not isinstance(trainer.outer_optimizer, (torch.optim.SparseAdam, RowwiseAdam))
     _, _, net, trainer = _build(setup, outer_softmax="auto", outer_sampled_min_items=5)
     assert trainer.outer_softmax == "sampled"
     with pytest.raises(ConfigError, match="outer_learner: adam"):
         _build(setup, outer_softmax="sampled", outer_learner="sgd")
     with pytest.raises(ConfigError, match="outer_negatives"):
         _build(setup, outer_softmax="sampled", outer_negatives=0)
+    with pytest.raises(ConfigError, match="outer_second_moment 'column'"):
+        _build(setup, outer_softmax="sampled", outer_second_moment="column")
     with pytest.raises(ConfigError, match="outer_softmax 'half'"):
         _build(setup, outer_softmax="half")

@@ -38,6 +38,7 @@ from recbole_bifair.trainer import distributed
 from recbole_bifair.trainer.base import PluginTrainerMixin
 from recbole_bifair.trainer.hypergrad import get_hypergrad
 from recbole_bifair.trainer.meta_split import Cycle, split_meta
+from recbole_bifair.trainer.row_adam import RowwiseAdam
 from recbole_bifair.trainer.unroll import UNROLLS, clip_scale, step_derivative
 
 BALANCE_MODES = ("mgda", "dro", "uniform", "groupdro", "none")
@@ -45,6 +46,7 @@ E_NAME = "item_embedding.E"
 OFFSET_NAME = "group_offset"  # the model's group score offsets (group_offsets: outer)
 E_ROWS = "E_rows"  # outer_softmax sampled: the rows of E the outer step touches
 OUTER_SOFTMAXES = ("auto", "full", "sampled")
+SECOND_MOMENTS = ("row", "entry")  # outer_second_moment: RowwiseAdam or torch's SparseAdam
 
 
 def group_means(losses, group_ids, n_groups):
@@ -129,6 +131,11 @@ class Balancer:
         if mode not in BALANCE_MODES:
             raise ConfigError(f"{key} '{mode}' is unknown; use one of {', '.join(BALANCE_MODES)}")
         self.mode = mode
+        interval = config["mgda_interval"] if config["mgda_interval"] is not None else 1
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ConfigError(f"mgda_interval must be an integer >= 1, got {interval!r}")
+        self.gram_interval = interval
+        self.calls = 0  # weights() calls so far: the Gram is computed on calls 0, k, 2k, ...
         try:
             if mode == "none":
                 self.impl = None
@@ -149,13 +156,26 @@ class Balancer:
         group_losses, present, counts = grouped.means, grouped.present, grouped.counts
         if self.impl is None:
             return (counts / counts.sum()).to(group_losses.dtype)
+        last = self.impl.last if self.needs_gram and self.calls % self.gram_interval != 0 else None
+        self.calls += 1
+        if last is not None and bool((last[present.cpu()] > 0).all()):
+            # mgda_interval k > 1: between Gram steps the last weights are reused, restricted to
+            # the groups in this batch (METHOD.md 5; the Gram is ~all of first-order BiFair's
+            # extra cost, issue 15). A group that has no weight yet (absent at the last Gram
+            # step) gets a fresh Gram instead. ``present`` is the global batch's, so every rank
+            # takes the same branch.
+            w = torch.where(present.cpu(), last, torch.zeros_like(last))
+            return (w / w.sum()).to(dtype=group_losses.dtype, device=present.device)
         gram = shared_gram(out, grouped.losses, grouped.group_ids, present, counts) if self.needs_gram else None
         return self.impl.weights(group_losses.detach(), present, gram).to(group_losses.dtype)
 
     def state_dict(self):
-        return self.impl.state_dict() if self.impl is not None else {}
+        state = dict(self.impl.state_dict()) if self.impl is not None else {}
+        return {**state, "calls": self.calls}
 
     def load_state_dict(self, state):
+        state = dict(state)
+        self.calls = state.pop("calls", 0)  # checkpoints before mgda_interval: every call had a Gram
         if self.impl is not None:
             self.impl.load_state_dict(state)
 
@@ -192,11 +212,16 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             if offsets is not None:
                 groups.append({"params": [offsets], "lr": config["group_offset_learning_rate"]})
             if self.outer_softmax == "sampled":
-                # row-wise (lazy) Adam: moments and steps of the rows a step touches only
+                # lazy Adam: moments and steps of the rows a step touches only
                 if (config["outer_learner"] or "adam").lower() != "adam":
                     raise ConfigError(f"outer_softmax: sampled updates E with a sparse (row-wise) Adam; "
                                       f"outer_learner is {config['outer_learner']}: set outer_learner: adam")
-                self.outer_optimizer = torch.optim.SparseAdam(groups, lr=config["outer_learning_rate"])
+                moment = config["outer_second_moment"] or "row"
+                if moment not in SECOND_MOMENTS:
+                    raise ConfigError(f"outer_second_moment '{moment}' is unknown; use one of "
+                                      f"{', '.join(SECOND_MOMENTS)}")
+                sparse_adam = RowwiseAdam if moment == "row" else torch.optim.SparseAdam
+                self.outer_optimizer = sparse_adam(groups, lr=config["outer_learning_rate"])
             else:
                 self.outer_optimizer = self._build_optimizer(params=groups, learner=config["outer_learner"],
                                                              learning_rate=config["outer_learning_rate"],
@@ -460,7 +485,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         stats["outer_w"] += outer_w["w"].detach().cpu()
 
     def _set_sparse_grads(self, grads, rows, outer_vars):
-        """Row-sparse gradients for SparseAdam: E's on ``rows`` (clipped to ``outer_clip_grad_norm``
+        """Row-sparse gradients for the sparse Adam (RowwiseAdam or SparseAdam): E's on ``rows`` (clipped to ``outer_clip_grad_norm``
         by the same rule as clip_grad_norm_), the offsets' on all K entries."""
         E = outer_vars[E_NAME]
         g = grads[E_ROWS].to(E.dtype)

@@ -1,0 +1,86 @@
+"""``mgda_interval``: the MGDA Gram matrix (and the weights) every k steps of a level, the last
+weights reused in between (METHOD.md 5; the cost measurement in benchmarks/results/cost-synthetic.md)."""
+
+import pytest
+import torch
+
+from recbole_bifair.errors import ConfigError
+from recbole_bifair.trainer import bifair_trainer
+from tests.bifair_fixtures import bifair_setup, build_bifair
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    return bifair_setup(tmp_path, monkeypatch)
+
+
+def _record(monkeypatch, trainer):
+    """Observe (not replace) the inner balancer's weights and every Gram computation."""
+    grams, calls = [], []
+    real_gram = bifair_trainer.shared_gram
+
+    def gram(*args, **kwargs):
+        grams.append(len(calls))
+        return real_gram(*args, **kwargs)
+
+    monkeypatch.setattr(bifair_trainer, "shared_gram", gram)
+    balancer = trainer.inner_balancer
+    real_weights = balancer.weights
+
+    def weights(grouped, out=None):
+        w = real_weights(grouped, out)
+        calls.append((grouped.present.detach().cpu().clone(), w.detach().cpu().clone()))
+        return w
+
+    balancer.weights = weights
+    return grams, calls
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_gram_every_k_steps_and_the_last_weights_in_between(setup, monkeypatch, k):
+    _, (train, valid, _), net, trainer = build_bifair(setup, mgda_interval=k, epochs=1, outer_level=False,
+                                                      balance="mgda", train_batch_size=8)
+    trainer._setup(train)
+    grams, calls = _record(monkeypatch, trainer)
+    trainer._train_epoch(train, 0)
+    n = len(calls)
+    assert n >= 4
+    # a Gram on calls 0, k, 2k, ... and on any call whose present groups had no weight yet
+    for i, (present, w) in enumerate(calls):
+        if i % k == 0:
+            assert i in grams
+        elif i not in grams:
+            # reuse: the previous call's weights restricted to this batch's groups, renormalised
+            j = max(g for g in grams if g < i)
+            ref = calls[j][1]  # a Gram step returns its weights over all K groups (0 if absent)
+            want = torch.where(present, ref, torch.zeros_like(ref))
+            torch.testing.assert_close(w, (want / want.sum()).to(w.dtype))
+            assert torch.allclose(w.sum(), torch.tensor(1.0, dtype=w.dtype))
+    if k == 1:
+        assert grams == list(range(n))
+    else:
+        assert len(grams) < n and set(range(0, n, k)) <= set(grams)
+    assert trainer.inner_balancer.calls == n
+
+
+def test_the_call_count_survives_a_checkpoint(setup):
+    _, (train, valid, _), net, trainer = build_bifair(setup, mgda_interval=3, outer_level=False, balance="mgda")
+    trainer._setup(train)
+    trainer._train_epoch(train, 0)
+    state = trainer.inner_balancer.state_dict()
+    assert state["calls"] == trainer.inner_balancer.calls > 0
+    fresh = bifair_trainer.Balancer("mgda", 3, trainer.config, "balance")
+    fresh.load_state_dict(state)
+    assert fresh.calls == state["calls"]
+    torch.testing.assert_close(fresh.impl.last, trainer.inner_balancer.impl.last)
+    # checkpoints written before the key existed have no count: every call had a Gram
+    legacy = {k: v for k, v in state.items() if k != "calls"}
+    fresh.load_state_dict(legacy)
+    assert fresh.calls == 0
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "four"])
+def test_a_bad_interval_names_the_key(setup, bad):
+    with pytest.raises(ConfigError, match="mgda_interval"):
+        _, (train, *_), _, trainer = build_bifair(setup, mgda_interval=bad)
+        trainer._setup(train)
