@@ -171,6 +171,10 @@ SYNTHETIC_VARIANTS = {
     "BiFair finite_difference (outer sampled)": {"model": "BiFairSASRec", "outer_softmax": "sampled"},
     "BiFair first_order (outer sampled)": {"model": "BiFairSASRec", "hypergrad": "first_order",
                                           "outer_softmax": "sampled"},
+    "BiFair first_order (outer sampled; mgda_interval 4)": {"model": "BiFairSASRec", "hypergrad": "first_order",
+                                                           "outer_softmax": "sampled", "mgda_interval": 4},
+    "BiFair finite_difference (outer sampled; outer_second_moment entry)":
+        {"model": "BiFairSASRec", "outer_softmax": "sampled", "outer_second_moment": "entry"},
     "LLM-SASRec (sampled inner)": {"model": "BiFairSASRec", "bifair": False, "train_softmax": "sampled"},
     "BiFair finite_difference (outer sampled + sampled inner)": {"model": "BiFairSASRec", "outer_softmax": "sampled",
                                                                 "train_softmax": "sampled"},

@@ -27,8 +27,8 @@ def _record(monkeypatch, trainer):
     balancer = trainer.inner_balancer
     real_weights = balancer.weights
 
-    def weights(grouped, out=None):
-        w = real_weights(grouped, out)
+    def weights(grouped, out=None, parts=None):
+        w = real_weights(grouped, out, parts)
         calls.append((grouped.present.detach().cpu().clone(), w.detach().cpu().clone()))
         return w
 
@@ -84,3 +84,49 @@ def test_a_bad_interval_names_the_key(setup, bad):
     with pytest.raises(ConfigError, match="mgda_interval"):
         _, (train, *_), _, trainer = build_bifair(setup, mgda_interval=bad)
         trainer._setup(train)
+
+
+# ----- the Gram's products as the inner backward (fused_inner_grads) -----------------------------
+@pytest.mark.parametrize("extra", [{}, {"score": "cosine"}, {"sample_weighting": "ips"}, {"group_offsets": "outer"},
+                                   {"logit_adjust_tau": 1.0}])
+def test_fused_inner_gradient_equals_autograd(setup, extra):
+    """The inner gradient formed from the Gram's parts equals autograd's gradient of
+    sum_g lambda_g L_g through the logits, for every parameter of theta."""
+    _, (train, *_), net, trainer = build_bifair(setup, balance="mgda", hidden_dropout_prob=0.0,
+                                                attn_dropout_prob=0.0, **extra)
+    trainer._setup(train)
+    theta = [p for p in net.inner_parameters()]
+    if extra.get("group_offsets"):
+        with torch.no_grad():
+            net.group_offset.copy_(torch.tensor([0.5, -0.3, 0.2]))
+    batch = next(iter(trainer._inner_data))
+    out = net.target_losses(batch)
+    grouped = trainer._group_losses(out)
+    parts = {}
+    lam = trainer.inner_balancer.weights(grouped, out, parts)
+    assert set(parts) == {"M", "RV"}
+    lam = lam.detach() * torch.tensor([1.7, 0.4, 1.1])[: len(lam)]  # any weights, not only the simplex's
+    want = torch.autograd.grad(trainer._inner_objective(grouped.means, grouped.present, lam), theta,
+                               retain_graph=True, allow_unused=True)
+    got = bifair_trainer.fused_inner_grads(out, parts, lam, grouped.group_ids, grouped.counts, theta)
+    checked = 0
+    scale = max(w.abs().max().item() for w in want if w is not None)
+    for p, w, g in zip(theta, want, got):
+        if w is None:
+            assert g is None or torch.count_nonzero(g) == 0
+            continue
+        # float32 sums in another order: entries near cancellation (and parameters whose gradient
+        # is 0 up to rounding) are compared on the gradient's overall scale
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * scale)
+        checked += 1
+    assert checked >= 5
+
+
+def test_the_fused_path_is_off_with_a_variance_term(setup, monkeypatch):
+    _, (train, *_), net, trainer = build_bifair(setup, balance="mgda", group_variance_weight=0.5, outer_level=False)
+    trainer._setup(train)
+    used = []
+    real = bifair_trainer.fused_inner_grads
+    monkeypatch.setattr(bifair_trainer, "fused_inner_grads", lambda *a: used.append(1) or real(*a))
+    trainer._train_epoch(train, 0)
+    assert not used

@@ -56,7 +56,7 @@ def group_means(losses, group_ids, n_groups):
     return sums / counts.clamp(min=1), counts > 0, counts
 
 
-def shared_gram(out, losses, group_ids, present, counts):
+def shared_gram(out, losses, group_ids, present, counts, parts=None):
     """Gram matrix of the per-group gradients w.r.t. the scoring layer's inputs (MGDA).
 
     The shared quantity is (S, V) = ``out.shared``, the scoring layer's inputs with logits = S V^T
@@ -71,6 +71,11 @@ def shared_gram(out, losses, group_ids, present, counts):
     which costs one matmul of the size of the logits' backward (split by group) instead of K backward passes.
     ``losses`` are the per-target losses the level uses (IPS-weighted or not). Other losses
     (BPR) fall back to one autograd pass per group. Absent groups get zero rows.
+
+    These products are the logits' backward itself, per group: with ``parts`` (a dict) the
+    closed-form path leaves this rank's ``M`` (``[K, n_items * d]``, rows dL_g/dV) and ``RV``
+    (``R @ V``, ``[N, d]``) in it, from which ``fused_inner_grads`` forms the weighted inner
+    gradient without a second pass through the logits.
     """
     K = counts.shape[0]
     S, V = out.shared
@@ -86,11 +91,37 @@ def shared_gram(out, losses, group_ids, present, counts):
     inv = 1.0 / counts.clamp(min=1).to(R.dtype)
     M = torch.stack([(R[idx].T @ S[idx]).flatten() * inv[g]
                      for g, idx in enumerate(_rows_by_group(group_ids, K))])  # [K, n_items * d]
-    s_part = (W ** 2).T @ ((R @ Vi) ** 2).sum(1)
+    RV = R @ Vi
+    s_part = (W ** 2).T @ (RV ** 2).sum(1)
+    if parts is not None:
+        parts.update(M=M.clone() if distributed.active() else M, RV=RV)
     # several processes: both are sums over rows scaled by the global counts, so the ranks' parts
     # add up to the global batch's exactly (distributed.global_group_losses)
     distributed.sum_over_ranks_([M, s_part])
     return M @ M.T + torch.diag(s_part)
+
+
+def fused_inner_grads(out, parts, lam, group_ids, counts, params):
+    """Gradient of ``sum_g lam_g L_g`` w.r.t. ``params`` from the Gram's parts (``shared_gram``).
+
+    The logits are ``S V^T`` plus shifts that do not depend on ``params`` (group offsets, logit
+    adjustment), so the gradient reaches ``params`` only through ``(S, V) = out.shared``:
+
+        dS_i = lam_g(i) / n_g(i) * (R V)_i,      dV = sum_g lam_g M_g,
+
+    which is what backpropagating the weighted loss through the logits computes, from the
+    products the Gram already paid for. MGDA then costs the Gram's bookkeeping, not a second
+    logits-sized backward (issue 15; equal to autograd's gradient: tests/test_mgda_interval.py).
+    This rank's rows only: the caller sums the ranks' gradients, as for autograd's.
+    """
+    S, V = out.shared
+    M, RV = parts["M"], parts["RV"]
+    scale = (lam.to(RV.dtype) / counts.clamp(min=1).to(RV.dtype))[group_ids]
+    dS = RV * scale.unsqueeze(1)
+    dV_scored = (lam.to(M.dtype) @ M).view(-1, V.shape[1])
+    dV = torch.zeros_like(V)
+    dV[: dV_scored.shape[0]] = dV_scored
+    return torch.autograd.grad([S, V], params, grad_outputs=[dS, dV], allow_unused=True)
 
 
 def _rows_by_group(group_ids, n_groups):
@@ -151,8 +182,9 @@ class Balancer:
     def needs_gram(self):
         return self.impl is not None and self.impl.needs_gram
 
-    def weights(self, grouped, out=None):
-        """Weights for ``grouped`` (a ``GroupedLosses``) of the targets in ``out``."""
+    def weights(self, grouped, out=None, parts=None):
+        """Weights for ``grouped`` (a ``GroupedLosses``) of the targets in ``out``. ``parts``: a
+        dict that the closed-form Gram, when computed, fills with its products (``shared_gram``)."""
         group_losses, present, counts = grouped.means, grouped.present, grouped.counts
         if self.impl is None:
             return (counts / counts.sum()).to(group_losses.dtype)
@@ -166,7 +198,7 @@ class Balancer:
             # takes the same branch.
             w = torch.where(present.cpu(), last, torch.zeros_like(last))
             return (w / w.sum()).to(dtype=group_losses.dtype, device=present.device)
-        gram = shared_gram(out, grouped.losses, grouped.group_ids, present, counts) if self.needs_gram else None
+        gram = shared_gram(out, grouped.losses, grouped.group_ids, present, counts, parts) if self.needs_gram else None
         return self.impl.weights(group_losses.detach(), present, gram).to(group_losses.dtype)
 
     def state_dict(self):
@@ -372,9 +404,15 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             raise self._nonfinite("training loss", epoch_idx)
         grouped = distributed.global_group_losses(self._group_losses(out))
         L_g, present = grouped.means, grouped.present
-        lam = self.inner_balancer.weights(grouped, out)
+        # the Gram's products double as the logits' backward when the inner loss is the weighted
+        # group mean alone (no variance term): fused_inner_grads
+        parts = {} if out.logits is not None and not self.variance_weight else None
+        lam = self.inner_balancer.weights(grouped, out, parts)
         inner_loss = self._inner_objective(L_g, present, lam)
-        grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
+        if parts:
+            grads = fused_inner_grads(out, parts, lam.detach(), grouped.group_ids, grouped.counts, theta_params)
+        else:
+            grads = torch.autograd.grad(inner_loss, theta_params, allow_unused=True)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, theta_params)]
         distributed.sum_over_ranks_(grads)  # the ranks' shares of the global batch's gradient
 
