@@ -57,6 +57,7 @@ METHODS = [
     "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "PostHoc", "LogitAdjust", "BiFair", "BiFair-tuned",
     "BiFair-inner-only", "BiFair-outer-only", "BiFair-first-order", "BiFair-uniform", "BiFair-dro", "BiFair-mu0",
     "BiFair-large-batches", "BiFair-offsets", "BiFair-sgd-unroll", "BiFair-no-offsets", "BiFair-score-only",
+    "BiFair-sampled-outer",
 ]
 TOPK = 10
 GROUPS = 5
