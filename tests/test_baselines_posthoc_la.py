@@ -5,6 +5,7 @@ and the fairness benchmark's sweep points and cv_paired_hi column."""
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from recbole_bifair.config import properties_dir
 from recbole_bifair.data.sequence import SequenceTrainDataLoader
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.fairness.bootstrap import paired_difference
+from recbole_bifair.fairness.bootstrap import figures, paired_difference
 from recbole_bifair.trainer.bifair_trainer import _gram_by_autograd, group_means, shared_gram
 from tests.bifair_fixtures import bifair_config, bifair_setup, build_bifair, load_fairness_script
 
@@ -348,3 +349,51 @@ def test_bifair_trains_with_both_keys_and_records_them(setup):
     assert result["config"]["logit_adjust_tau"] == 1.0 and result["config"]["posthoc_beta"] == 0.5
     assert result["training_log"][-1]["E_drift"] > 0
     assert np.isfinite(result["test_result"]["ndcg@10"])
+
+
+# ----- benchmark: the Pareto check (dominated_by) -------------------------------------------------------
+def _with_true_figures(path, fairness_script):
+    """Give a fake run's JSON the NDCG@10 and CV of its own saved rankings (public bootstrap.figures)."""
+    groups, topk, positives, _ = fairness_script.test_rankings(path)
+    point = figures(groups, topk, positives, 10)
+    with open(path) as f:
+        record = json.load(f)
+    record["test_result"].update({"ndcg@10": point["ndcg"], "ndcgcv@10": point["cv"]})
+    with open(path, "w") as f:
+        json.dump(record, f)
+    return path
+
+
+def test_dominated_by_lists_the_baselines_better_in_both_and_beyond_noise_in_one(fairness_script, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setattr(fairness_script, "N_BOOT", 60)
+    seeds = [2020, 2021]
+    quality = {"LLM-SASRec": 0.3, "BiFair": 0.4, "PostHoc": 1.0, "VarReg": 0.05}
+    files = {m: [_with_true_figures(_fake_run(str(tmp_path / f"{m}-{s}"), s * 10 + i, q), fairness_script)
+                 for s in seeds] for i, (m, q) in enumerate(quality.items())}
+    # IPS ranks exactly as BiFair: a tie in both figures, never beyond the noise
+    files["IPS"] = []
+    for s, bifair_file in zip(seeds, files["BiFair"]):
+        folder = tmp_path / f"IPS-{s}"
+        shutil.copytree(os.path.dirname(bifair_file), folder)
+        files["IPS"].append(str(folder / "run.json"))
+    table = fairness_script.add_dominance(fairness_script.summarise(files), files, seeds)
+    rows = table.set_index("method")
+    # by hand, from the definition: means over seeds, then the per-seed paired intervals
+    expect_point, expect = [], []
+    for base in ("LLM-SASRec", "PostHoc", "VarReg", "IPS"):
+        if rows.loc[base, "ndcg@10"] >= rows.loc["BiFair", "ndcg@10"] and rows.loc[base, "cv"] <= rows.loc["BiFair", "cv"]:
+            expect_point.append(base)
+            diffs = [paired_difference(fairness_script.test_rankings(b), fairness_script.test_rankings(o), 10, 60,
+                                       seed=seed) for seed, b, o in zip(seeds, files[base], files["BiFair"])]
+            if all(d["ndcg"]["low"] > 0 for d in diffs) or all(d["cv"]["high"] < 0 for d in diffs):
+                expect.append(base)
+    order = list(table["method"])
+    assert rows.loc["BiFair", "dominated_by_point"] == "; ".join(sorted(expect_point, key=order.index))
+    assert rows.loc["BiFair", "dominated_by"] == "; ".join(sorted(expect, key=order.index))
+    assert "IPS" in rows.loc["BiFair", "dominated_by_point"] and "IPS" not in rows.loc["BiFair", "dominated_by"]
+    assert "PostHoc" in rows.loc["BiFair", "dominated_by"]  # hits every target: far more accurate
+    assert "VarReg" not in rows.loc["BiFair", "dominated_by_point"]
+    assert (rows.drop("BiFair")[["dominated_by", "dominated_by_point"]] == "").all().all()
+    stem = fairness_script.write_outputs(table, "quick3", str(tmp_path / "out"), "header", [], dataset="tiny")
+    assert "- BiFair: dominated by " + rows.loc["BiFair", "dominated_by"] in open(stem + ".md").read()
