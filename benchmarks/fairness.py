@@ -190,16 +190,22 @@ def finished(folder, expected=None):
     return None
 
 
+#: Where a run writes, not what it computes: a run folder may be renamed (a tuning candidate that
+#: becomes a method's default moves into the method's folder) and stay valid.
+LOCATION_KEYS = ("results_dir", "checkpoint_dir")
+
+
 def same_config(recorded, expected):
     """Whether a finished run's recorded config is the planned one.
 
-    Every key the run recorded must have its planned value. Keys the run did not record are keys
-    added to the plugin after it ran: the project adds a key with a default that keeps the old
-    behaviour (a changed default changes a recorded value, and the run is redone), so a run from
-    an earlier session stays valid and long benchmarks resume across sessions."""
+    Every key the run recorded must have its planned value, except ``LOCATION_KEYS``. Keys the
+    run did not record are keys added to the plugin after it ran: the project adds a key with a
+    default that keeps the old behaviour (a changed default changes a recorded value, and the run
+    is redone), so a run from an earlier session stays valid and long benchmarks resume across
+    sessions."""
     if recorded is None:
         return False
-    return all(k in expected and expected[k] == v for k, v in recorded.items())
+    return all(k in LOCATION_KEYS or (k in expected and expected[k] == v) for k, v in recorded.items())
 
 
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,

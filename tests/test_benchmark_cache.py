@@ -43,6 +43,10 @@ def test_a_finished_run_is_reused_only_for_the_same_config(fairness_script, tmp_
     # keys default to the old behaviour. A recorded key that changed, or was removed, does not.
     assert fairness_script.finished(str(folder), {**planned, "a_new_key": 1}) == found
     assert fairness_script.finished(str(folder), {k: v for k, v in planned.items() if k != "outer_mu"}) is None
+    # Where the run wrote does not matter: a renamed folder stays valid (LOCATION_KEYS).
+    moved = {**planned, "results_dir": str(tmp_path / "elsewhere"), "checkpoint_dir": str(tmp_path / "elsewhere")}
+    assert fairness_script.finished(str(folder), moved) == found
+    assert fairness_script.finished(str(folder), {**moved, "outer_mu": 0.0}) is None
 
 
 def test_result_names_are_the_ones_the_issues_read(fairness_script):
