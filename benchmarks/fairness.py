@@ -190,9 +190,10 @@ def finished(folder, expected=None):
     return None
 
 
-#: Where a run writes, not what it computes: a run folder may be renamed (a tuning candidate that
-#: becomes a method's default moves into the method's folder) and stay valid.
-LOCATION_KEYS = ("results_dir", "checkpoint_dir")
+#: Where a run writes or what it continued from, not what it computes: a run folder may be renamed
+#: (a tuning candidate that becomes a method's default moves into the method's folder), and a run
+#: resumed from its last checkpoint records ``resume_checkpoint``; both stay valid.
+LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
 
 
 def same_config(recorded, expected):
@@ -227,17 +228,42 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
     return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}")
 
 
+def resumable(folder, expected):
+    """The newest ``saved/*-last.pth`` in ``folder`` whose run had the planned config, or None.
+
+    The plugin's trainer writes it after every validation (BiFair models, LLM-SASRec and the
+    baselines built on them; RecBole's own SASRec writes none). A run killed with the session
+    continues from its last finished epoch: weights, optimisers, early-stopping state and, for
+    BiFair, the whole loop state (exact, tests/test_bifair_trainer.py); other models continue
+    from the same weights and optimiser with fresh random state."""
+    from recbole_bifair.compat import load_checkpoint
+    from recbole_bifair.quick_start import recorded_config
+
+    for path in sorted(glob.glob(os.path.join(folder, "saved", "*-last.pth")), key=os.path.getmtime, reverse=True):
+        try:
+            checkpoint = load_checkpoint(path, map_location="cpu")
+        except Exception:  # noqa: BLE001 - an unreadable file is not a resume point; the run restarts
+            continue
+        if same_config(_plain(recorded_config(checkpoint["config"])), expected):
+            return path
+    return None
+
+
 def run_cached(config_files, folder, threads, what):
     """``(result JSON, seconds)`` of ``run_recbole_bifair.py --config_files=...`` run in ``folder``;
-    a finished run with the same recorded config is reused (0 seconds)."""
+    a finished run with the same recorded config is reused (0 seconds), an unfinished one
+    continues from its last checkpoint (``resumable``)."""
     expected = planned_config(config_files)
     done = finished(folder, expected)
     if done:
         return done, 0.0
     cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"), f"--config_files={' '.join(config_files)}"]
+    resume = resumable(folder, expected)
+    if resume:
+        cmd.append(f"--resume_checkpoint={resume}")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
     started = time.time()
-    with open(os.path.join(folder, "run.log"), "w") as log:
+    with open(os.path.join(folder, "run.log"), "a" if resume else "w") as log:
         proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")

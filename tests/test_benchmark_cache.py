@@ -1,7 +1,9 @@
 """The fairness benchmark reuses a finished run only when its recorded config is the one the
 run would have now (benchmarks/fairness.py: ``planned_config`` and ``finished``)."""
 
+import glob
 import json
+import os
 
 import pytest
 import yaml
@@ -66,3 +68,36 @@ def test_a_candidate_run_carries_its_extra_keys(fairness_script, tmp_path, monke
                                       extra={"projector_hidden_size": 24, "epochs": 1}, label="wide")
     recorded = json.load(open(path))["config"]
     assert "wide-seed2020" in path and recorded["projector_hidden_size"] == 24 and recorded["bifair"] is False
+
+
+def test_an_unfinished_run_continues_from_its_last_checkpoint(fairness_script, tmp_path, monkeypatch):
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    folder = tmp_path / "run"
+    folder.mkdir()  # run_one makes it
+    method = tmp_path / "method.yaml"
+    method.write_text(yaml.safe_dump({"model": "BiFairSASRec"}))
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(json.dumps(bifair_config(root, emb, results_dir=str(folder), epochs=2,
+                                                 checkpoint_dir=str(folder / "saved"), stopping_step=100)))
+    files = [str(method), str(protocol)]
+    first, _ = fairness_script.run_cached(files, str(folder), 1, "first")
+    original = json.load(open(first))
+    first_log = open(folder / "run.log").read()
+    last = glob.glob(str(folder / "saved" / "*-last.pth"))
+    assert len(last) == 1
+    # the session ended after the last epoch's checkpoint, before the result was written
+    os.remove(first)
+    expected = fairness_script.planned_config(files)
+    assert fairness_script.finished(str(folder), expected) is None
+    assert fairness_script.resumable(str(folder), expected) == last[0]
+    # a checkpoint of another config is not a resume point
+    assert fairness_script.resumable(str(folder), {**expected, "outer_mu": 0.0}) is None
+    path, seconds = fairness_script.run_cached(files, str(folder), 1, "resumed")
+    result = json.load(open(path))
+    assert seconds > 0 and result["epochs_trained"] == 0  # nothing left to train: both epochs came from it
+    assert result["config"]["resume_checkpoint"] == last[0]
+    assert result["test_result"] == original["test_result"]  # the best model of the first run, evaluated
+    assert result["best_valid_result"] == original["best_valid_result"]
+    assert fairness_script.finished(str(folder), expected) == path  # a resumed run counts as finished
+    log = open(folder / "run.log").read()
+    assert log.startswith(first_log) and len(log) > len(first_log)  # appended to, not overwritten
