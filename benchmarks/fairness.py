@@ -15,7 +15,9 @@ trained to early stopping; the ``quick`` budget (6 epochs, 32 wide) is the ml-10
 Every (method, seed) is one run of ``run_recbole_bifair.py`` in its own process with the method's
 file ``properties/methods/<method>.yaml`` and the protocol below, so a method here is exactly
 what a user gets from the command line. Runs write their result JSON under
-``benchmarks/work/fairness-<budget>/``; a finished run is not repeated when its recorded config
+``benchmarks/work/fairness-<budget>/`` (scratch: checkpoints, logs); a finished run's JSON and test
+rankings are copied to ``benchmarks/results/runs/`` (``--archive``; committed, so a new checkout
+has them) and a finished run is not repeated when its recorded config
 equals the one the run would have now (so an interrupted benchmark continues where it stopped,
 and a changed default or method file reruns what it affects). The table (``benchmarks/results/fairness-<dataset>.md`` and
 ``.csv`` for ``converge3``, ``fairness-<dataset>-<profile>`` otherwise; ml-100k's quick profiles keep
@@ -179,15 +181,58 @@ def planned_config(config_files):
     return _plain(recorded_config(build_config(config_file_list=list(config_files))))
 
 
-def finished(folder, expected=None):
+def finished(folder, expected=None, archive=None):
     """The run's result JSON, if the run completed (it is written last, atomically) with the
-    recorded config ``expected`` (any config when None); see ``same_config``."""
-    for path in sorted(glob.glob(os.path.join(folder, "*.json")), reverse=True):
-        with open(path) as f:
-            result = json.load(f)
-        if "test_result" in result and (expected is None or same_config(_plain(result.get("config")), expected)):
-            return path
+    recorded config ``expected`` (any config when None); see ``same_config``. The run folder is
+    searched first, then the run's ``archive`` folder (``archive_run``), if given."""
+    for where in (folder, archive) if archive else (folder,):
+        for path in sorted(glob.glob(os.path.join(where, "*.json")), reverse=True):
+            with open(path) as f:
+                result = json.load(f)
+            if "test_result" in result and (expected is None or same_config(_plain(result.get("config")), expected)):
+                return path
     return None
+
+
+#: Finished runs' results, committed with the repository. The work folder (checkpoints, logs, the
+#: encoder cache) is scratch that a new checkout does not have, so each run's result JSON and its
+#: test rankings are copied here as soon as it finishes (``archive_run``), one folder per run:
+#: ``runs/<work folder>/<run folder>/``; ``finished`` reuses them as it reuses the work folder's.
+ARCHIVE = os.path.join(REPO, "benchmarks", "results", "runs")
+#: What a finished run leaves besides its JSON, and the name each gets in the archive (gzip: the
+#: rankings of Amazon Beauty's 22k test users are about 2 MB as text).
+ARCHIVED_FILES = ((".rankings.csv", ".rankings.csv.gz"), (".item_groups.csv", ".item_groups.csv.gz"))
+
+
+def archive_folder(folder, archive_root):
+    """Where ``archive_run`` keeps the results of the run in ``folder`` (None: no archive)."""
+    if archive_root is None:
+        return None
+    folder = os.path.abspath(folder)
+    return os.path.join(archive_root, os.path.basename(os.path.dirname(folder)), os.path.basename(folder))
+
+
+def archive_run(result_file, archive):
+    """Copy a finished run's result JSON and test rankings into ``archive``; return the JSON's new
+    path. Each file is written atomically and the JSON last, so an interrupted copy is never
+    taken for a finished run. A file already in the archive is the same run: it is returned."""
+    import gzip
+    import shutil
+
+    from recbole_bifair.fileio import atomic_path
+
+    stem = result_file[: -len(".json")]
+    target = os.path.join(archive, os.path.basename(result_file))
+    if os.path.abspath(os.path.dirname(result_file)) == os.path.abspath(archive) or os.path.exists(target):
+        return target
+    for suffix, archived in ARCHIVED_FILES:
+        if os.path.exists(stem + suffix):
+            with open(stem + suffix, "rb") as src, atomic_path(target[: -len(".json")] + archived) as tmp, \
+                    gzip.GzipFile(tmp, "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(result_file, tmp)
+    return target
 
 
 #: Where a run writes or what it continued from, not what it computes: a run folder may be renamed
@@ -210,9 +255,10 @@ def same_config(recorded, expected):
 
 
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,
-            label=None):
+            label=None, archive_root=None):
     """One run of ``method`` (its method file) under the protocol; ``extra`` keys go on top of the
-    protocol (a tuning candidate), in the folder named after ``label`` (default: the method)."""
+    protocol (a tuning candidate), in the folder named after ``label`` (default: the method).
+    ``archive_root``: where finished runs are kept (``ARCHIVE``; None: the work folder only)."""
     folder = run_dir(workdir, label or method, seed)
     os.makedirs(folder, exist_ok=True)
     where = {} if dataset == "ml-100k" else {"data_path": data_path}
@@ -225,7 +271,8 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
     with open(protocol_file, "w") as f:
         json.dump(protocol, f)  # JSON is YAML
     method_file = os.path.join(REPO, "properties", "methods", f"{method}.yaml")
-    return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}")
+    return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}",
+                      archive=archive_folder(folder, archive_root))
 
 
 def resumable(folder, expected):
@@ -249,14 +296,15 @@ def resumable(folder, expected):
     return None
 
 
-def run_cached(config_files, folder, threads, what):
+def run_cached(config_files, folder, threads, what, archive=None):
     """``(result JSON, seconds)`` of ``run_recbole_bifair.py --config_files=...`` run in ``folder``;
     a finished run with the same recorded config is reused (0 seconds), an unfinished one
-    continues from its last checkpoint (``resumable``)."""
+    continues from its last checkpoint (``resumable``). With an ``archive`` folder, the finished
+    run's results are copied there (``archive_run``) and the archived JSON is returned."""
     expected = planned_config(config_files)
-    done = finished(folder, expected)
+    done = finished(folder, expected, archive)
     if done:
-        return done, 0.0
+        return (archive_run(done, archive) if archive else done), 0.0
     cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"), f"--config_files={' '.join(config_files)}"]
     resume = resumable(folder, expected)
     if resume:
@@ -271,7 +319,7 @@ def run_cached(config_files, folder, threads, what):
     if done is None:
         raise RuntimeError(f"{what}: the run's recorded config differs from the planned one; "
                            f"compare its result JSON in {folder} with planned_config()")
-    return done, time.time() - started
+    return (archive_run(done, archive) if archive else done), time.time() - started
 
 
 N_BOOT = 1000  # bootstrap resamples of the test users (recbole_bifair/fairness/bootstrap.py)
@@ -287,8 +335,11 @@ def test_rankings(result_file):
     from recbole_bifair.fairness.rankings import load_rankings
 
     stem = result_file[: -len(".json")]
-    groups, topk, positives = load_rankings(stem + ".rankings.csv", stem + ".item_groups.csv")
-    users = pd.read_csv(stem + ".rankings.csv", dtype=str, usecols=["user"])["user"].to_numpy()
+    # a run folder holds the files as written, the archive gzipped (ARCHIVED_FILES)
+    rankings, item_groups = (stem + name if os.path.exists(stem + name) else stem + archived
+                             for name, archived in ARCHIVED_FILES)
+    groups, topk, positives = load_rankings(rankings, item_groups)
+    users = pd.read_csv(rankings, dtype=str, usecols=["user"])["user"].to_numpy()
     return groups, topk, positives, users
 
 
@@ -550,6 +601,8 @@ def main(argv=None):
     parser.add_argument("--sweeps", action="store_true", help="append every point of SWEEPS to --methods")
     parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
     parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
+    parser.add_argument("--archive", default=ARCHIVE,
+                        help="where finished runs' results are kept and reused (commit it); '' for none")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="runs at the same time (default: one per core)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -575,7 +628,8 @@ def main(argv=None):
     # share cores with two OpenMP threads each.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(run_one, points[m][0], s, args.profile, workdir, args.threads, args.dataset,
-                               args.data_path, extra=points[m][1] or None, label=m if points[m][1] else None): (m, s)
+                               args.data_path, extra=points[m][1] or None, label=m if points[m][1] else None,
+                               archive_root=args.archive or None): (m, s)
                    for m, s in jobs}
         for i, future in enumerate(as_completed(futures), 1):
             method, seed = futures[future]

@@ -101,3 +101,44 @@ def test_an_unfinished_run_continues_from_its_last_checkpoint(fairness_script, t
     assert fairness_script.finished(str(folder), expected) == path  # a resumed run counts as finished
     log = open(folder / "run.log").read()
     assert log.startswith(first_log) and len(log) > len(first_log)  # appended to, not overwritten
+
+
+def test_a_finished_run_is_archived_and_reused_from_the_archive(fairness_script, tmp_path, monkeypatch):
+    """The work folder is scratch that a new checkout lacks: the archive (committed) keeps each
+    finished run's JSON and rankings, and a run found there is not repeated."""
+    import shutil
+
+    import numpy as np
+
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    folder = tmp_path / "work" / "fairness-tiny-converge" / "LLM-SASRec-seed2020"
+    folder.mkdir(parents=True)
+    archive = fairness_script.archive_folder(str(folder), str(tmp_path / "runs"))
+    assert archive == str(tmp_path / "runs" / "fairness-tiny-converge" / "LLM-SASRec-seed2020")
+    method = tmp_path / "method.yaml"
+    method.write_text(yaml.safe_dump({"model": "BiFairSASRec", "bifair": False}))
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(json.dumps(bifair_config(root, emb, results_dir=str(folder), epochs=1, save_rankings=True)))
+    files = [str(method), str(protocol)]
+
+    path, seconds = fairness_script.run_cached(files, str(folder), 1, "first", archive=archive)
+    assert seconds > 0 and os.path.dirname(path) == archive
+    stem = path[: -len(".json")]
+    assert os.path.exists(stem + ".rankings.csv.gz") and os.path.exists(stem + ".item_groups.csv.gz")
+    original = os.path.join(str(folder), os.path.basename(path))
+    assert json.load(open(path)) == json.load(open(original))
+    ours, theirs = fairness_script.test_rankings(path), fairness_script.test_rankings(original)
+    assert np.array_equal(ours[1], theirs[1]) and np.array_equal(ours[2], theirs[2])
+    assert np.array_equal(ours[3], theirs[3]) and ours[0].item_tokens.tolist() == theirs[0].item_tokens.tolist()
+
+    # a new checkout: the work folder is gone, the archive is there; nothing is rerun
+    shutil.rmtree(folder)
+    folder.mkdir()
+    again, seconds = fairness_script.run_cached(files, str(folder), 1, "again", archive=archive)
+    assert (again, seconds) == (path, 0.0)
+    # another config is not taken from the archive
+    assert fairness_script.finished(str(folder), {**fairness_script.planned_config(files), "outer_mu": 9.0},
+                                    archive) is None
+    # an archive copy cut short before its JSON (written last) is no finished run
+    os.remove(path)
+    assert fairness_script.finished(str(folder), fairness_script.planned_config(files), archive) is None
