@@ -31,6 +31,11 @@ with ``[``, ``]``, ``=`` mapped to safe characters (``PostHoc__posthoc_beta-1.0-
 that a BiFair row is compared with each baseline's whole accuracy-fairness curve, not one setting.
 A point that repeats a method file's own value (``IPS[ips_alpha=1.0]``) is run again in its folder.
 
+PostHoc (and its sweep points) trains nothing: it is LLM-SASRec's trained model of the same seed
+(its best validation checkpoint, still in the work folder) ranked with ``posthoc_beta``
+(``DERIVED``; ``recbole_bifair.quick_start.evaluate_checkpoint``), so the post-hoc curve comes from
+the baseline's own runs and costs evaluations only. It runs after every training of the command.
+
 For the BiFair rows (names starting with ``BiFair``), ``cv_paired_hi`` is the highest over seeds of the
 upper end of the paired bootstrap 95% interval of the row's CV minus LLM-SASRec's on the same test
 users (NaN for other rows, or without LLM-SASRec): below 0, CV is lower than LLM-SASRec's in every seed.
@@ -181,15 +186,17 @@ def planned_config(config_files):
     return _plain(recorded_config(build_config(config_file_list=list(config_files))))
 
 
-def finished(folder, expected=None, archive=None):
+def finished(folder, expected=None, archive=None, derived=False):
     """The run's result JSON, if the run completed (it is written last, atomically) with the
     recorded config ``expected`` (any config when None); see ``same_config``. The run folder is
-    searched first, then the run's ``archive`` folder (``archive_run``), if given."""
+    searched first, then the run's ``archive`` folder (``archive_run``), if given. ``derived``:
+    only results evaluated from another run's checkpoint count (``DERIVED``), else only trained ones."""
     for where in (folder, archive) if archive else (folder,):
         for path in sorted(glob.glob(os.path.join(where, "*.json")), reverse=True):
             with open(path) as f:
                 result = json.load(f)
-            if "test_result" in result and (expected is None or same_config(_plain(result.get("config")), expected)):
+            if ("test_result" in result and ("evaluated_checkpoint" in result) == derived
+                    and (expected is None or same_config(_plain(result.get("config")), expected))):
                 return path
     return None
 
@@ -255,10 +262,11 @@ def same_config(recorded, expected):
 
 
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,
-            label=None, archive_root=None):
+            label=None, archive_root=None, base_only=False):
     """One run of ``method`` (its method file) under the protocol; ``extra`` keys go on top of the
     protocol (a tuning candidate), in the folder named after ``label`` (default: the method).
-    ``archive_root``: where finished runs are kept (``ARCHIVE``; None: the work folder only)."""
+    ``archive_root``: where finished runs are kept (``ARCHIVE``; None: the work folder only).
+    ``base_only``: the finished run, never a new one (the base of a ``DERIVED`` method)."""
     folder = run_dir(workdir, label or method, seed)
     os.makedirs(folder, exist_ok=True)
     where = {} if dataset == "ml-100k" else {"data_path": data_path}
@@ -271,8 +279,48 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
     with open(protocol_file, "w") as f:
         json.dump(protocol, f)  # JSON is YAML
     method_file = os.path.join(REPO, "properties", "methods", f"{method}.yaml")
+    if method in DERIVED:
+        return run_derived(method, [method_file, protocol_file], folder, threads, f"{method} seed {seed}",
+                           base=run_one(DERIVED[method], seed, profile, workdir, threads, dataset, data_path,
+                                        archive_root=archive_root, base_only=True),
+                           archive=archive_folder(folder, archive_root))
     return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}",
-                      archive=archive_folder(folder, archive_root))
+                      archive=archive_folder(folder, archive_root), base_only=base_only)
+
+
+#: Methods that train nothing: each is its base method's trained model (same seed, best
+#: validation checkpoint) evaluated with ranking-time keys on top (``evaluate_checkpoint``), so a
+#: post-hoc sweep costs evaluations, not trainings. The base method runs first (``main``).
+DERIVED = {"PostHoc": "LLM-SASRec"}
+
+
+def run_derived(method, config_files, folder, threads, what, base, archive=None):
+    """``(result JSON, seconds)`` of ``base``'s best checkpoint evaluated under ``config_files``
+    (``benchmarks/eval_checkpoint.py --config_files``); reused like ``run_cached``'s runs."""
+    base_json, _ = base
+    expected = planned_config(config_files)
+    done = finished(folder, expected, archive, derived=True)
+    if done:
+        return (archive_run(done, archive) if archive else done), 0.0
+    with open(base_json) as f:
+        checkpoint = json.load(f)["checkpoint"]
+    if not checkpoint or not os.path.exists(checkpoint):
+        raise RuntimeError(
+            f"{what} is evaluated from {DERIVED[method]}'s best checkpoint {checkpoint}, which is gone (the work "
+            f"folder is scratch; {base_json} is its archived result). Retrain that run here: move its archived "
+            f"folder ({os.path.dirname(base_json)}) aside and run {DERIVED[method]} again, then {method}")
+    cmd = [sys.executable, os.path.join(REPO, "benchmarks", "eval_checkpoint.py"), checkpoint,
+           f"--config_files={' '.join(config_files)}"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
+    started = time.time()
+    with open(os.path.join(folder, "run.log"), "w") as log:
+        proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")
+    done = finished(folder, expected, derived=True)
+    if done is None:
+        raise RuntimeError(f"{what}: no result file with the planned config in {folder}")
+    return (archive_run(done, archive) if archive else done), time.time() - started
 
 
 def resumable(folder, expected):
@@ -296,7 +344,7 @@ def resumable(folder, expected):
     return None
 
 
-def run_cached(config_files, folder, threads, what, archive=None):
+def run_cached(config_files, folder, threads, what, archive=None, base_only=False):
     """``(result JSON, seconds)`` of ``run_recbole_bifair.py --config_files=...`` run in ``folder``;
     a finished run with the same recorded config is reused (0 seconds), an unfinished one
     continues from its last checkpoint (``resumable``). With an ``archive`` folder, the finished
@@ -305,6 +353,9 @@ def run_cached(config_files, folder, threads, what, archive=None):
     done = finished(folder, expected, archive)
     if done:
         return (archive_run(done, archive) if archive else done), 0.0
+    if base_only:
+        raise RuntimeError(f"{what} has not finished with the planned config in {folder}: run it first "
+                           f"(a derived method, {', '.join(DERIVED)}, evaluates its checkpoint)")
     cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"), f"--config_files={' '.join(config_files)}"]
     resume = resumable(folder, expected)
     if resume:
@@ -621,25 +672,30 @@ def main(argv=None):
     workdir = os.path.join(args.workdir, f"fairness-{budget}" if args.dataset == "ml-100k" and budget != "converge"
                            else f"fairness-{args.dataset}-{budget}")
     seeds = PROFILES[args.profile]["seeds"]
-    jobs = [(m, s) for m in methods for s in seeds]  # method by method: the headline rows finish first
+    # method by method, the headline rows first; derived methods (DERIVED) after every training
+    jobs = [(m, s) for m in methods for s in seeds]
+    phases = [[j for j in jobs if points[j[0]][0] not in DERIVED], [j for j in jobs if points[j[0]][0] in DERIVED]]
     started = time.time()
     files = {m: {} for m in methods}
-    # One core per run (--threads 1, --jobs = cores): small CPU ops stall when two processes
-    # share cores with two OpenMP threads each.
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, points[m][0], s, args.profile, workdir, args.threads, args.dataset,
-                               args.data_path, extra=points[m][1] or None, label=m if points[m][1] else None,
-                               archive_root=args.archive or None): (m, s)
-                   for m, s in jobs}
-        for i, future in enumerate(as_completed(futures), 1):
-            method, seed = futures[future]
-            path, seconds = future.result()
-            with open(path) as f:
-                t = json.load(f)["test_result"]
-            print(f"[{i}/{len(jobs)}] {method} seed {seed}: {'cached' if not seconds else f'{seconds:.0f} s'}, "
-                  f"ndcg@{TOPK} {t[f'ndcg@{TOPK}']:.4f}, cv {t[f'ndcgcv@{TOPK}']:.3f}, "
-                  f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
-            files[method][seed] = path
+    done = 0
+    for phase in phases:
+        # One core per run (--threads 1, --jobs = cores): small CPU ops stall when two processes
+        # share cores with two OpenMP threads each.
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(run_one, points[m][0], s, args.profile, workdir, args.threads, args.dataset,
+                                   args.data_path, extra=points[m][1] or None, label=m if points[m][1] else None,
+                                   archive_root=args.archive or None): (m, s)
+                       for m, s in phase}
+            for future in as_completed(futures):
+                method, seed = futures[future]
+                path, seconds = future.result()
+                done += 1
+                with open(path) as f:
+                    t = json.load(f)["test_result"]
+                print(f"[{done}/{len(jobs)}] {method} seed {seed}: {'cached' if not seconds else f'{seconds:.0f} s'}, "
+                      f"ndcg@{TOPK} {t[f'ndcg@{TOPK}']:.4f}, cv {t[f'ndcgcv@{TOPK}']:.3f}, "
+                      f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
+                files[method][seed] = path
     files = {m: [by_seed[s] for s in seeds] for m, by_seed in files.items()}
     paired_diffs = paired_by_method(files, seeds)
     table = add_dominance(add_cv_paired_hi(summarise(files), paired_diffs), files, seeds)

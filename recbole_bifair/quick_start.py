@@ -24,6 +24,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 from recbole_bifair.compat import load_checkpoint
 from recbole_bifair.config import BiFairConfig
 from recbole_bifair.data.sequence import sequence_training_data
+from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness import end_of_run_report, validate_group_config
 from recbole_bifair.fileio import write_json_atomic
 from recbole_bifair.trainer import distributed
@@ -91,6 +92,55 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn,
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    checkpoint = os.path.abspath(trainer.saved_model_file) if saved else None
+    return write_result(config, started, dataset, model, trainer, train_data, test_data, best_valid_score,
+                        best_valid_result, test_result, checkpoint)
+
+
+#: Keys that change what a trained model ranks, not what it learns (``evaluate_checkpoint``),
+#: and keys that say where a run writes.
+RANKING_ONLY_KEYS = ("posthoc_beta",)
+WHERE_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
+
+
+def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None, cmd_args=None, config=None):
+    """A trained model's best weights evaluated under a config that differs from its training
+    config only in ranking-time keys (``RANKING_ONLY_KEYS``, e.g. ``posthoc_beta``: the post-hoc
+    baseline applied to a trained LLM-SASRec, the model selected by the trained model's own
+    validation); no training. Writes and returns the result file of ``run_bifair``, whose
+    ``best_valid_result`` is the validation metrics of those weights under the new config, with
+    ``epochs_trained`` 0 and ``evaluated_checkpoint``.
+
+    Raises ConfigError naming the keys when the configs differ in anything else."""
+    started = time.time()
+    config = config or build_config(None, None, config_file_list, config_dict, cmd_args)
+    trained = load_checkpoint(checkpoint_file, map_location="cpu")
+    ours, theirs = recorded_config(config), recorded_config(trained["config"])
+    differ = sorted(k for k in set(ours) | set(theirs)
+                    if k not in RANKING_ONLY_KEYS + WHERE_KEYS and ours.get(k, "<unset>") != theirs.get(k, "<unset>"))
+    if differ:
+        raise ConfigError(f"{checkpoint_file} was trained with another config than the one to evaluate it under: "
+                          + "; ".join(f"{k}: trained {theirs.get(k, '<unset>')!r}, now {ours.get(k, '<unset>')!r}"
+                                      for k in differ)
+                          + f". Only {', '.join(RANKING_ONLY_KEYS)} may differ; train a model for the other keys")
+    init_run_logger(config)
+    logger = getLogger()
+    logger.info(f"evaluating {checkpoint_file} (no training)")
+    dataset, (train_data, valid_data, test_data), model, trainer = prepare_run(config)
+    model.load_state_dict(trained["state_dict"])
+    model.load_other_parameter(trained.get("other_parameter"))
+    trainer.eval_collector.data_collect(train_data)
+    valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=config["show_progress"])
+    test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
+    return write_result(config, started, dataset, model, trainer, train_data, test_data,
+                        valid_result[config["valid_metric"].lower()], valid_result, test_result, None,
+                        evaluated_checkpoint=os.path.abspath(checkpoint_file))
+
+
+def write_result(config, started, dataset, model, trainer, train_data, test_data, best_valid_score,
+                 best_valid_result, test_result, checkpoint, **more):
+    """The end-of-run reports and the result JSON ``<results_dir>/<run_id>.json`` (rank 0 writes)."""
+    logger = getLogger()
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
@@ -114,7 +164,8 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
         "seconds_per_epoch": (sum(trainer.epoch_seconds) / len(trainer.epoch_seconds)) if trainer.epoch_seconds else None,
         "epoch_seconds": trainer.epoch_seconds,
         "total_seconds": time.time() - started,
-        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+        "checkpoint": checkpoint,
+        **more,
         **extras,
     }
     if not config["single_spec"]:

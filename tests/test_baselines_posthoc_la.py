@@ -264,8 +264,9 @@ def test_sweep_folders_are_safe_and_method_folders_unchanged(fairness_script, tm
 def test_a_sweep_point_runs_with_its_key_under_its_name(fairness_script, monkeypatch):
     calls = []
 
-    def fake_run_one(method, seed, *args, extra=None, label=None):
+    def fake_run_one(method, seed, *args, extra=None, label=None, archive_root=None):
         calls.append((method, seed, extra, label))
+        assert archive_root == fairness_script.ARCHIVE  # finished runs are kept (committed) by default
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(fairness_script, "run_one", fake_run_one)

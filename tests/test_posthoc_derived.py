@@ -1,0 +1,107 @@
+"""A trained model evaluated under ranking-time keys without training
+(``recbole_bifair.quick_start.evaluate_checkpoint``), and the fairness benchmark's PostHoc points
+derived that way from LLM-SASRec's checkpoints (``benchmarks/fairness.py``: ``DERIVED``)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from recbole_bifair.errors import ConfigError
+from recbole_bifair.quick_start import evaluate_checkpoint, load_data_and_model, run_bifair
+from tests.bifair_fixtures import bifair_config, bifair_setup, load_fairness_script
+
+RANKING = dict(metrics=["NDCG", "Recall", "GroupNDCG", "NDCGCV"], topk=[10], save_rankings=True,
+               eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"})
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """A finished LLM-SASRec run (2 epochs) and the config files it was made with."""
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    method = tmp_path / "method.yaml"
+    method.write_text(yaml.safe_dump({"model": "BiFairSASRec", "bifair": False}))
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(json.dumps(bifair_config(root, emb, epochs=2, results_dir=str(tmp_path / "base"), **RANKING)))
+    result = run_bifair(config_file_list=[str(method), str(protocol)])
+    return root, emb, tmp_path, [str(method), str(protocol)], result
+
+
+def _config_files(tmp_path, files, name, **keys):
+    extra = tmp_path / f"{name}.yaml"
+    extra.write_text(yaml.safe_dump({"results_dir": str(tmp_path / name), **keys}))
+    return files + [str(extra)]
+
+
+def test_with_the_training_config_it_gives_the_runs_own_metrics(trained):
+    _, _, tmp_path, files, result = trained
+    again = evaluate_checkpoint(result["checkpoint"], config_file_list=_config_files(tmp_path, files, "same"))
+    assert again["test_result"] == result["test_result"]
+    assert again["best_valid_result"] == result["best_valid_result"]
+    assert again["epochs_trained"] == 0 and again["evaluated_checkpoint"] == result["checkpoint"]
+    assert pd.read_csv(again["rankings_file"]).equals(pd.read_csv(result["rankings_file"]))
+
+
+def test_posthoc_rankings_are_the_trained_scores_minus_beta_log_count_by_hand(trained):
+    root, _, tmp_path, files, result = trained
+    beta = 2.0
+    derived = evaluate_checkpoint(result["checkpoint"],
+                                  config_file_list=_config_files(tmp_path, files, "posthoc", posthoc_beta=beta))
+    assert derived["config"]["posthoc_beta"] == beta
+    # by hand: the trained model's plain scores minus beta log(1 + training count)
+    config, model, dataset, train, _, test = load_data_and_model(result["checkpoint"])
+    assert model.posthoc_beta == 0.0
+    inter = pd.read_csv(root / "tiny" / "tiny.inter", sep="\t", dtype=str)
+    tokens = np.asarray(dataset.field2id_token["item_id"], dtype=object)
+    train_items = train._dataset.inter_feat["item_id"].numpy()  # the training split as RecBole made it
+    counts = np.bincount(train_items, minlength=len(tokens)).astype(float)
+    assert counts[1:].sum() == len(train_items) and set(tokens[1:]) <= set(inter["item_id:token"])
+    model.eval()
+    expected = {}
+    with torch.no_grad():
+        for interaction, history, _, _ in test:
+            scores = model.full_sort_predict(interaction).view(len(interaction), -1).double()
+            scores -= beta * torch.log1p(torch.as_tensor(counts))
+            scores[:, 0] = -np.inf
+            if history is not None:  # RecBole masks no history for sequential models (None)
+                scores[history] = -np.inf
+            top = torch.topk(scores, 10).indices.numpy()
+            users = dataset.field2id_token["user_id"][interaction["user_id"].numpy()]
+            expected.update({u: " ".join(tokens[row]) for u, row in zip(users, top)})
+    got = pd.read_csv(derived["rankings_file"], dtype=str)
+    assert len(got) == len(expected) and (got["topk"].to_numpy() == got["user"].map(expected).to_numpy()).all()
+    plain = pd.read_csv(result["rankings_file"], dtype=str)
+    assert not plain["topk"].equals(got["topk"])  # beta 2 changes the lists
+
+
+def test_any_other_difference_is_a_config_error_naming_the_key(trained):
+    _, _, tmp_path, files, result = trained
+    with pytest.raises(ConfigError, match=r"hidden_size: trained 8, now 16.*posthoc_beta may differ"):
+        evaluate_checkpoint(result["checkpoint"], config_file_list=_config_files(tmp_path, files, "x", hidden_size=16))
+
+
+def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypatch):
+    fairness = load_fairness_script()
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
+    monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
+                                                    "inner_size": 16, "train_batch_size": 64})
+    work, runs = str(tmp_path / "work" / "fairness-tiny-quick"), str(tmp_path / "runs")
+    point = dict(extra={"posthoc_beta": 1.0}, label="PostHoc[posthoc_beta=1.0]", archive_root=runs)
+    with pytest.raises(RuntimeError, match="run it first"):
+        fairness.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    base, _ = fairness.run_one("LLM-SASRec", 2020, "quick", work, 1, "tiny", str(root), archive_root=runs)
+    path, seconds = fairness.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    result, trained = json.load(open(path)), json.load(open(base))
+    assert seconds > 0 and result["epochs_trained"] == 0 and result["evaluated_checkpoint"] == trained["checkpoint"]
+    assert result["config"]["posthoc_beta"] == 1.0 and "PostHoc__posthoc_beta-1.0-seed2020" in path
+    assert path.startswith(runs)  # archived like a trained run
+    again, seconds = fairness.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    assert (again, seconds) == (path, 0.0)
+    # a derived result never stands for a trained run of the same config, and the other way round
+    folder = fairness.run_dir(work, "PostHoc[posthoc_beta=1.0]", 2020)
+    assert fairness.finished(folder, result["config"], fairness.archive_folder(folder, runs)) is None
+    assert fairness.finished(fairness.run_dir(work, "LLM-SASRec", 2020), trained["config"], derived=True) is None
