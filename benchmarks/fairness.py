@@ -6,6 +6,7 @@
     python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
     python benchmarks/fairness.py --profile=quick3 --methods='LLM-SASRec,VarReg[group_variance_weight=0.5]'
     python benchmarks/fairness.py --profile=quick3 --methods=LLM-SASRec,BiFair --sweeps   # + every SWEEPS point
+    python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=SASRec --seeds=2022  # one seed
 
 ``--dataset`` is ml-100k (inside the RecBole wheel) or a folder under ``--data_path`` (default
 ``../shared/datasets``: ml-1m, amazon-beauty-5core); the plugin's ``properties/dataset/<name>.yaml``
@@ -283,7 +284,8 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
         return run_derived(method, [method_file, protocol_file], folder, threads, f"{method} seed {seed}",
                            base=run_one(DERIVED[method], seed, profile, workdir, threads, dataset, data_path,
                                         archive_root=archive_root, base_only=True),
-                           archive=archive_folder(folder, archive_root))
+                           archive=archive_folder(folder, archive_root),
+                           base_folder=run_dir(workdir, DERIVED[method], seed))
     return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}",
                       archive=archive_folder(folder, archive_root), base_only=base_only)
 
@@ -294,9 +296,10 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
 DERIVED = {"PostHoc": "LLM-SASRec"}
 
 
-def run_derived(method, config_files, folder, threads, what, base, archive=None):
+def run_derived(method, config_files, folder, threads, what, base, archive=None, base_folder=None):
     """``(result JSON, seconds)`` of ``base``'s best checkpoint evaluated under ``config_files``
-    (``benchmarks/eval_checkpoint.py --config_files``); reused like ``run_cached``'s runs."""
+    (``benchmarks/eval_checkpoint.py --config_files``); reused like ``run_cached``'s runs. The
+    checkpoint is where the base run wrote it, or under ``base_folder/saved`` (a renamed folder)."""
     base_json, _ = base
     expected = planned_config(config_files)
     done = finished(folder, expected, archive, derived=True)
@@ -304,6 +307,8 @@ def run_derived(method, config_files, folder, threads, what, base, archive=None)
         return (archive_run(done, archive) if archive else done), 0.0
     with open(base_json) as f:
         checkpoint = json.load(f)["checkpoint"]
+    if checkpoint and not os.path.exists(checkpoint) and base_folder:
+        checkpoint = os.path.join(base_folder, "saved", os.path.basename(checkpoint))
     if not checkpoint or not os.path.exists(checkpoint):
         raise RuntimeError(
             f"{what} is evaluated from {DERIVED[method]}'s best checkpoint {checkpoint}, which is gone (the work "
@@ -554,7 +559,7 @@ def paired_lines(diffs, method="BiFair"):
     return lines
 
 
-def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k"):
+def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k", suffix=""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -564,7 +569,7 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k")
     from recbole_bifair.fileio import atomic_path, write_text_atomic
 
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, output_name(dataset, profile))
+    stem = os.path.join(out_dir, output_name(dataset, profile) + suffix)
     with atomic_path(stem + ".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.5f")
     shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap", *LITERATURE,
@@ -650,6 +655,9 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="method names and sweep points <Method>[<key>=<value>], comma-separated")
     parser.add_argument("--sweeps", action="store_true", help="append every point of SWEEPS to --methods")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds instead of the profile's (e.g. one seed per process, to spread "
+                             "one profile's runs over several commands); the table is of these seeds")
     parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
     parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
     parser.add_argument("--archive", default=ARCHIVE,
@@ -671,7 +679,7 @@ def main(argv=None):
     # ml-100k's quick runs keep their historical folder
     workdir = os.path.join(args.workdir, f"fairness-{budget}" if args.dataset == "ml-100k" and budget != "converge"
                            else f"fairness-{args.dataset}-{budget}")
-    seeds = PROFILES[args.profile]["seeds"]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else PROFILES[args.profile]["seeds"]
     # method by method, the headline rows first; derived methods (DERIVED) after every training
     jobs = [(m, s) for m in methods for s in seeds]
     phases = [[j for j in jobs if points[j[0]][0] not in DERIVED], [j for j in jobs if points[j[0]][0] in DERIVED]]
@@ -710,7 +718,9 @@ def main(argv=None):
               f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[budget]}; train_mode "
               f"{cfg.get('train_mode')}.")
     paired = [(m, paired_lines(paired_diffs[m], m)) for m in HEADLINE if m in paired_diffs]
-    stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset)
+    # seeds other than the profile's make a table of their own, never the profile's
+    suffix = "" if seeds == PROFILES[args.profile]["seeds"] else "-seeds" + "-".join(map(str, seeds))
+    stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset, suffix)
     print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
 
 

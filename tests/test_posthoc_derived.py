@@ -3,6 +3,7 @@
 derived that way from LLM-SASRec's checkpoints (``benchmarks/fairness.py``: ``DERIVED``)."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -105,3 +106,34 @@ def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypa
     folder = fairness.run_dir(work, "PostHoc[posthoc_beta=1.0]", 2020)
     assert fairness.finished(folder, result["config"], fairness.archive_folder(folder, runs)) is None
     assert fairness.finished(fairness.run_dir(work, "LLM-SASRec", 2020), trained["config"], derived=True) is None
+
+
+def test_a_renamed_base_folder_still_gives_its_checkpoint(tmp_path, monkeypatch):
+    """A tuning candidate's folder renamed to the method's (it became the default): the base JSON
+    names the checkpoint under the old folder; the derived run finds it under the new one."""
+    fairness = load_fairness_script()
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
+    monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
+                                                    "inner_size": 16, "train_batch_size": 64})
+    work = tmp_path / "work" / "fairness-tiny-quick"
+    base, _ = fairness.run_one("LLM-SASRec", 2020, "quick", str(work), 1, "tiny", str(root))
+    result = json.load(open(base))
+    old = str(work / "candidate-seed2020" / "saved" / os.path.basename(result["checkpoint"]))
+    json.dump({**result, "checkpoint": old}, open(base, "w"))
+    path, _ = fairness.run_one("PostHoc", 2020, "quick", str(work), 1, "tiny", str(root))
+    assert json.load(open(path))["evaluated_checkpoint"] == result["checkpoint"]
+
+
+def test_seeds_other_than_the_profiles_make_their_own_table(monkeypatch, tmp_path):
+    fairness = load_fairness_script()
+    calls = []
+
+    def fake_run_one(method, seed, *args, **kwargs):
+        calls.append(seed)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(fairness, "run_one", fake_run_one)
+    with pytest.raises(RuntimeError, match="stop"):
+        fairness.main(["--profile=converge3", "--methods=SASRec", "--seeds=2022", "--jobs=1"])
+    assert calls == [2022]
