@@ -249,17 +249,47 @@ def archive_run(result_file, archive):
 LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
 
 
+#: Sections of properties/overall.yaml that only the plugin's own models read: a stock RecBole
+#: model (SASRec) records their keys but ignores them (``stock_only_keys``).
+PLUGIN_MODEL_SECTIONS = ("# --- BiFair models", "# --- fairness baselines", "# --- LLM item representations")
+
+
+def stock_only_keys():
+    """Keys of ``PLUGIN_MODEL_SECTIONS``: a dataset default among them (``id_fusion: sum`` in a
+    dataset file) changes no stock model's run."""
+    keys, inside = set(), False
+    with open(os.path.join(REPO, "properties", "overall.yaml")) as f:
+        for line in f:
+            if line.startswith("# ---"):
+                inside = line.startswith(PLUGIN_MODEL_SECTIONS)
+            elif inside and re.match(r"^[A-Za-z_]\w*:", line):
+                keys.add(line.split(":", 1)[0])
+    return keys
+
+
+def is_stock_model(name):
+    from recbole_bifair.utils import get_model
+
+    try:
+        return not get_model(name).__module__.startswith("recbole_bifair")
+    except Exception:  # noqa: BLE001 - an unknown name is compared key by key as before
+        return False
+
+
 def same_config(recorded, expected):
     """Whether a finished run's recorded config is the planned one.
 
-    Every key the run recorded must have its planned value, except ``LOCATION_KEYS``. Keys the
+    Every key the run recorded must have its planned value, except ``LOCATION_KEYS`` (and, for a stock RecBole model, ``stock_only_keys``). Keys the
     run did not record are keys added to the plugin after it ran: the project adds a key with a
     default that keeps the old behaviour (a changed default changes a recorded value, and the run
     is redone), so a run from an earlier session stays valid and long benchmarks resume across
     sessions."""
     if recorded is None:
         return False
-    return all(k in LOCATION_KEYS or (k in expected and expected[k] == v) for k, v in recorded.items())
+    ignored = set(LOCATION_KEYS)
+    if recorded.get("model") and is_stock_model(recorded["model"]):
+        ignored |= stock_only_keys()  # keys a stock model does not read
+    return all(k in ignored or (k in expected and expected[k] == v) for k, v in recorded.items())
 
 
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,

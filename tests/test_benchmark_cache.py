@@ -142,3 +142,15 @@ def test_a_finished_run_is_archived_and_reused_from_the_archive(fairness_script,
     # an archive copy cut short before its JSON (written last) is no finished run
     os.remove(path)
     assert fairness_script.finished(str(folder), fairness_script.planned_config(files), archive) is None
+
+
+def test_a_stock_models_run_ignores_keys_only_the_plugins_models_read(fairness_script):
+    """A dataset default of the LLM table (ml-1m's ``id_fusion: sum``) keeps SASRec's runs."""
+    keys = fairness_script.stock_only_keys()
+    assert {"id_fusion", "outer_mu", "posthoc_beta", "llm_emb_template"} <= keys
+    assert not {"n_item_groups", "save_rankings", "train_mode", "results_dir"} & keys  # read by every model
+    recorded = {"model": "SASRec", "id_fusion": "none", "n_item_groups": 5, "hidden_size": 64}
+    assert fairness_script.same_config(recorded, {**recorded, "id_fusion": "sum"})
+    assert not fairness_script.same_config(recorded, {**recorded, "n_item_groups": 10})
+    llm = {**recorded, "model": "BiFairSASRec"}
+    assert not fairness_script.same_config(llm, {**llm, "id_fusion": "sum"})
