@@ -48,6 +48,7 @@ split is recomputed from the saved test rankings of the same runs (``save_rankin
 
 import argparse
 import datetime
+import functools
 import glob
 import json
 import os
@@ -254,6 +255,7 @@ LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
 PLUGIN_MODEL_SECTIONS = ("# --- BiFair models", "# --- fairness baselines", "# --- LLM item representations")
 
 
+@functools.lru_cache(maxsize=None)
 def stock_only_keys():
     """Keys of ``PLUGIN_MODEL_SECTIONS``: a dataset default among them (``id_fusion: sum`` in a
     dataset file) changes no stock model's run."""
@@ -264,9 +266,10 @@ def stock_only_keys():
                 inside = line.startswith(PLUGIN_MODEL_SECTIONS)
             elif inside and re.match(r"^[A-Za-z_]\w*:", line):
                 keys.add(line.split(":", 1)[0])
-    return keys
+    return frozenset(keys)
 
 
+@functools.lru_cache(maxsize=None)
 def is_stock_model(name):
     from recbole_bifair.utils import get_model
 
