@@ -30,7 +30,8 @@ the method file with that key on top, a row of that exact name in the table, its
 with ``[``, ``]``, ``=`` mapped to safe characters (``PostHoc__posthoc_beta-1.0-seed2020``).
 ``--sweeps`` appends every point of ``SWEEPS`` (each baseline's default sweep) to ``--methods``, so
 that a BiFair row is compared with each baseline's whole accuracy-fairness curve, not one setting.
-A point that repeats a method file's own value (``IPS[ips_alpha=1.0]``) is run again in its folder.
+A point that repeats a method's setting (``IPS[ips_alpha=1.0]``) is not run again: a finished run
+is found by its recorded config in any run folder of the same work folder or archive (``finished``).
 
 PostHoc (and its sweep points) trains nothing: it is LLM-SASRec's trained model of the same seed
 (its best validation checkpoint, still in the work folder) ranked with ``posthoc_beta``
@@ -192,8 +193,18 @@ def finished(folder, expected=None, archive=None, derived=False):
     """The run's result JSON, if the run completed (it is written last, atomically) with the
     recorded config ``expected`` (any config when None); see ``same_config``. The run folder is
     searched first, then the run's ``archive`` folder (``archive_run``), if given. ``derived``:
-    only results evaluated from another run's checkpoint count (``DERIVED``), else only trained ones."""
-    for where in (folder, archive) if archive else (folder,):
+    only results evaluated from another run's checkpoint count (``DERIVED``), else only trained ones.
+
+    Then, with an ``expected`` config, the other run folders of the same work folder and archive:
+    a run is known by its config, not by its folder's name, so a sweep point that repeats a
+    method's setting (``IPS[ips_alpha=1.0]``), or a candidate that became a method's default
+    (``LLM-SASRec[id_fusion=sum]`` -> ``LLM-SASRec``), reuses the run already made under another name
+    (``run_cached`` then archives it under this one)."""
+    wheres = [folder, archive] if archive else [folder]
+    if expected is not None:
+        wheres += [other for where in list(wheres) for other in sorted(glob.glob(os.path.join(os.path.dirname(
+            os.path.abspath(where)), "*", ""))) if os.path.abspath(other) not in map(os.path.abspath, wheres)]
+    for where in wheres:
         for path in sorted(glob.glob(os.path.join(where, "*.json")), reverse=True):
             with open(path) as f:
                 result = json.load(f)
@@ -235,7 +246,10 @@ def archive_run(result_file, archive):
     if os.path.abspath(os.path.dirname(result_file)) == os.path.abspath(archive) or os.path.exists(target):
         return target
     for suffix, archived in ARCHIVED_FILES:
-        if os.path.exists(stem + suffix):
+        if os.path.exists(stem + archived):  # a run archived under another name: already gzipped
+            with atomic_path(target[: -len(".json")] + archived) as tmp:
+                shutil.copyfile(stem + archived, tmp)
+        elif os.path.exists(stem + suffix):
             with open(stem + suffix, "rb") as src, atomic_path(target[: -len(".json")] + archived) as tmp, \
                     gzip.GzipFile(tmp, "wb", mtime=0) as dst:
                 shutil.copyfileobj(src, dst)
@@ -349,16 +363,24 @@ def run_derived(method, config_files, folder, threads, what, base, archive=None,
             f"folder ({os.path.dirname(base_json)}) aside and run {DERIVED[method]} again, then {method}")
     cmd = [sys.executable, os.path.join(REPO, "benchmarks", "eval_checkpoint.py"), checkpoint,
            f"--config_files={' '.join(config_files)}"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
-    started = time.time()
-    with open(os.path.join(folder, "run.log"), "w") as log:
-        proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")
+    started = launch(cmd, folder, threads, what)
     done = finished(folder, expected, derived=True)
     if done is None:
         raise RuntimeError(f"{what}: no result file with the planned config in {folder}")
     return (archive_run(done, archive) if archive else done), time.time() - started
+
+
+def launch(cmd, folder, threads, what, append=False):
+    """Run ``cmd`` in ``folder`` with ``threads`` torch threads, its output in ``folder/run.log``
+    (appended to when ``append``: a resumed run keeps its first part); the start time. A failed
+    run raises with the log's path."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
+    started = time.time()
+    with open(os.path.join(folder, "run.log"), "a" if append else "w") as log:
+        proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")
+    return started
 
 
 def resumable(folder, expected):
@@ -398,12 +420,7 @@ def run_cached(config_files, folder, threads, what, archive=None, base_only=Fals
     resume = resumable(folder, expected)
     if resume:
         cmd.append(f"--resume_checkpoint={resume}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
-    started = time.time()
-    with open(os.path.join(folder, "run.log"), "a" if resume else "w") as log:
-        proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")
+    started = launch(cmd, folder, threads, what, append=bool(resume))
     done = finished(folder, expected)
     if done is None:
         raise RuntimeError(f"{what}: the run's recorded config differs from the planned one; "

@@ -154,3 +154,49 @@ def test_a_stock_models_run_ignores_keys_only_the_plugins_models_read(fairness_s
     assert not fairness_script.same_config(recorded, {**recorded, "n_item_groups": 10})
     llm = {**recorded, "model": "BiFairSASRec"}
     assert not fairness_script.same_config(llm, {**llm, "id_fusion": "sum"})
+
+
+def test_a_run_is_found_by_its_config_under_another_name(fairness_script, tmp_path, monkeypatch):
+    """A sweep point that repeats a method's setting, or a candidate that became the default, is
+    the same run: found in a sibling folder (work or archive), archived again under its own name,
+    never found for another config."""
+    import shutil
+
+    import numpy as np
+
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    work = tmp_path / "work" / "fairness-tiny-converge"
+    first = work / "LLM-SASRec__id_fusion-sum-seed2020"
+    first.mkdir(parents=True)
+    runs = str(tmp_path / "runs")
+    method = tmp_path / "method.yaml"
+    method.write_text(yaml.safe_dump({"model": "BiFairSASRec", "bifair": False, "id_fusion": "sum"}))
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(json.dumps(bifair_config(root, emb, results_dir=str(first), epochs=1, save_rankings=True)))
+    files = [str(method), str(protocol)]
+    path, seconds = fairness_script.run_cached(files, str(first), 1, "first",
+                                               archive=fairness_script.archive_folder(str(first), runs))
+    assert seconds > 0
+
+    # the same config under another name: nothing is trained, the run is archived under that name
+    second = work / "LLM-SASRec-seed2020"
+    second.mkdir()
+    archive2 = fairness_script.archive_folder(str(second), runs)
+    again, seconds = fairness_script.run_cached(files, str(second), 1, "second", archive=archive2)
+    assert seconds == 0.0 and os.path.dirname(again) == archive2
+    assert json.load(open(again)) == json.load(open(path))
+    ours, theirs = fairness_script.test_rankings(again), fairness_script.test_rankings(path)
+    assert np.array_equal(ours[1], theirs[1]) and np.array_equal(ours[3], theirs[3])
+
+    # a new checkout with only the first name archived: found in the archive's sibling, gz copied as is
+    shutil.rmtree(work)
+    shutil.rmtree(archive2)
+    second.mkdir(parents=True)
+    third, seconds = fairness_script.run_cached(files, str(second), 1, "third", archive=archive2)
+    assert seconds == 0.0 and os.path.dirname(third) == archive2
+    with open(third[: -len(".json")] + ".rankings.csv.gz", "rb") as a, \
+            open(path[: -len(".json")] + ".rankings.csv.gz", "rb") as b:
+        assert a.read() == b.read()
+    # another config is found nowhere
+    other = {**fairness_script.planned_config(files), "id_fusion": "concat"}
+    assert fairness_script.finished(str(second), other, archive2) is None
