@@ -46,6 +46,20 @@ def test_the_rule_takes_the_fairest_within_two_percent_of_the_best(script, tmp_p
 
 def test_an_unfinished_candidate_stops_with_the_command_to_run(script, tmp_path, monkeypatch):
     monkeypatch.setattr(script, "finished_run", lambda name, *args: None)
-    with pytest.raises(SystemExit, match=r"not finished .*--profile=converge --dataset=toy\): A"):
+    with pytest.raises(SystemExit, match=r"not finished .*--profile=converge --dataset=toy --seeds=2020\): A \(seed 2020\)"):
         script.main(["--dataset=toy", "--candidates=A", f"--out_dir={tmp_path}"])
     assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_the_rule_reads_means_over_the_seeds(script, tmp_path, monkeypatch):
+    # A wins seed 2020 alone (B under the 98% line there), but over the two seeds B's mean
+    # validation NDCG@10 (0.0975) is within 98% of A's (0.0985) and B is fairer: B is chosen
+    runs = {("A", 2020): _result(tmp_path / "a0.json", 0.100, 0.6), ("A", 2021): _result(tmp_path / "a1.json", 0.097, 0.6),
+            ("B", 2020): _result(tmp_path / "b0.json", 0.095, 0.4), ("B", 2021): _result(tmp_path / "b1.json", 0.100, 0.4)}
+    monkeypatch.setattr(script, "finished_run", lambda name, dataset, data_path, seed, *args: runs.get((name, seed)))
+    script.main(["--dataset=toy", "--candidates=A,B", "--seeds=2020", f"--out_dir={tmp_path}"])
+    assert "**Chosen: A**" in (tmp_path / "select-backbone-toy.md").read_text()
+    script.main(["--dataset=toy", "--candidates=A,B", "--seeds=2020,2021", f"--out_dir={tmp_path}"])
+    text = (tmp_path / "select-backbone-toy.md").read_text()
+    assert "**Chosen: B**" in text and "seeds 2020,2021 (means)" in text
+    assert "SASRec" not in text  # its runs are not there: no reference row
