@@ -635,8 +635,8 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
                 f"min/mean {h['min_mean_change_pct']:+.1f}%, overall NDCG@{TOPK} {h['ndcg_change_pct']:+.1f}%."
             )
             lines.append("")
-    for method, method_lines in paired:
-        lines += [f"{method} minus LLM-SASRec on the same test users (paired bootstrap, {N_BOOT} resamples):",
+    for method, baseline, method_lines in paired:
+        lines += [f"{method} minus {baseline} on the same test users (paired bootstrap, {N_BOOT} resamples):",
                   *method_lines, ""]
     if "dominated_by" in table:
         lines.append(f"Pareto check (BiFair rows): a baseline row dominates when its NDCG@{TOPK} is at least "
@@ -715,7 +715,11 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="runs at the same time (default: one per core)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--compare", default="",
+                        help="comma-separated A:B pairs of --methods rows: the .md gets A minus B per seed (paired "
+                             "bootstrap of CV, min/mean and NDCG@10 on the same test users)")
     args = parser.parse_args(argv)
+    compare = [tuple(x.strip() for x in pair.split(":", 1)) for pair in args.compare.split(",") if pair.strip()]
     names = [m.strip() for m in args.methods.split(",") if m.strip()] + (sweep_points() if args.sweeps else [])
     methods, points = [], {}
     for name in names:
@@ -725,6 +729,9 @@ def main(argv=None):
             parser.error(str(err))
         if name not in methods:
             methods.append(name)  # a name given twice runs once
+    for pair in compare:
+        if len(pair) != 2 or not set(pair) <= set(methods):
+            parser.error(f"--compare {':'.join(pair)}: give A:B with both rows in --methods ({', '.join(methods)})")
     budget = PROFILES[args.profile]["budget"]
     # ml-100k's quick runs keep their historical folder
     workdir = os.path.join(args.workdir, f"fairness-{budget}" if args.dataset == "ml-100k" and budget != "converge"
@@ -767,7 +774,9 @@ def main(argv=None):
               f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
               f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[budget]}; train_mode "
               f"{cfg.get('train_mode')}.")
-    paired = [(m, paired_lines(paired_diffs[m], m)) for m in HEADLINE if m in paired_diffs]
+    paired = [(m, "LLM-SASRec", paired_lines(paired_diffs[m], m)) for m in HEADLINE if m in paired_diffs]
+    for a, b in compare:
+        paired.append((a, b, paired_lines(paired_differences(files, seeds, a, b), a)))
     # seeds other than the profile's make a table of their own, never the profile's
     suffix = "" if seeds == PROFILES[args.profile]["seeds"] else "-seeds" + "-".join(map(str, seeds))
     stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset, suffix)

@@ -328,8 +328,20 @@ def test_cv_paired_hi_is_the_highest_upper_end_over_seeds(fairness_script, tmp_p
     alone = {m: f for m, f in files.items() if m != "LLM-SASRec"}
     assert fairness_script.paired_by_method(alone, seeds) == {}
     # the CSV carries the columns the issues read
+    # --compare A:B: any two rows, A minus B (here one BiFair setting against another)
+    versus = fairness_script.paired_differences(files, seeds, "BiFair[outer_mu=0.5]", "BiFair")
+    versus_lines = fairness_script.paired_lines(versus, "BiFair[outer_mu=0.5]")
+    by_hand = paired_difference(fairness_script.test_rankings(files["BiFair[outer_mu=0.5]"][0]),
+                                fairness_script.test_rankings(files["BiFair"][0]), 10, 60, seed=seeds[0])
+    assert f"NDCG@10 {by_hand['ndcg']['estimate']:+.4f} [{by_hand['ndcg']['low']:+.4f}" in versus_lines[0]
     stem = fairness_script.write_outputs(table, "quick3", str(tmp_path / "out"), "header",
-                                         [("BiFair", lines)], dataset="tiny")
+                                         [("BiFair", "LLM-SASRec", lines),
+                                          ("BiFair[outer_mu=0.5]", "BiFair", versus_lines)], dataset="tiny")
+    md = open(stem + ".md").read()
+    assert "BiFair minus LLM-SASRec on the same test users" in md and lines[1] in md
+    assert "BiFair[outer_mu=0.5] minus BiFair on the same test users" in md and versus_lines[0] in md
+    with pytest.raises(SystemExit):  # a pair naming a row that is not in --methods
+        fairness_script.main(["--methods=LLM-SASRec,BiFair", "--compare=BiFair:IPS", f"--out_dir={tmp_path}"])
     csv = pd.read_csv(stem + ".csv")
     required = ["method", "ndcg@10", "recall@10", "cv", "min_mean", *[f"ndcg_pop{g}" for g in range(1, 6)],
                 "seeds", "cv_paired_hi"]
