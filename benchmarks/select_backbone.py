@@ -1,13 +1,23 @@
-"""Apply a backbone rule of docs/METHOD.md to finished fairness-benchmark runs (validation only).
+"""Apply a selection rule of docs/METHOD.md to finished fairness-benchmark runs (validation only).
 
     python benchmarks/select_backbone.py --dataset=ml-1m --candidates='LLM-SASRec,LLM-SASRec[id_fusion=sum]'
+    python benchmarks/select_backbone.py --rule=bifair --dataset=ml-1m \
+        --candidates='BiFair,BiFair[dro_tau=3.0],BiFair[dro_tau=10.0]'
 
 The candidates are method names or sweep points of ``benchmarks/fairness.py`` whose runs of
 each of ``--seeds`` under the ``converge`` budget have finished (in the work folder or the archive,
-``benchmarks/results/runs/``); nothing is trained here. The rule is ``tune_backbone.select``:
-among the candidates whose validation NDCG@10 is at least 98% of the best, the lowest validation
-CV of group NDCG@10, each the mean over the seeds. SASRec's runs of the same seeds, if finished, is shown for reference. Test
-columns are printed for the record only. Writes ``benchmarks/results/select-backbone-<dataset>.md``.
+``benchmarks/results/runs/``); nothing is trained here. Every figure is the mean over the seeds.
+
+- ``--rule=backbone`` (``tune_backbone.select``, the LLM-enhanced backbone): among the candidates
+  whose validation NDCG@10 is at least 98% of the best, the lowest validation CV of group
+  NDCG@10. SASRec's runs of the same seeds, if finished, are shown for reference.
+- ``--rule=bifair`` (``select_bifair``, BiFair's strength, METHOD.md 4a): against LLM-SASRec's
+  runs of the same seeds (the reference, which must have finished), the lowest validation CV among
+  the candidates with validation NDCG@10 at least 0.97x LLM-SASRec's; if none, the most accurate
+  among those with validation CV at most 0.75x LLM-SASRec's; if none either, no choice.
+
+Test columns are printed for the record only. Writes
+``benchmarks/results/select-<rule>-<dataset>.md``.
 """
 
 import argparse
@@ -50,8 +60,42 @@ def mean_row(name, paths):
             "seeds": len(rows)}
 
 
+#: METHOD.md 4a: the issue's accuracy floor and fairness target, read on validation.
+ACCURACY_FLOOR, CV_TARGET = 0.97, 0.75
+
+
+def select_bifair(rows, reference):
+    """``(row, why)``: the METHOD.md 4a choice among ``rows`` against ``reference`` (LLM-SASRec's
+    row), or ``(None, why)`` when no candidate meets the floor or the target."""
+    floor, target = ACCURACY_FLOOR * reference["valid_ndcg@10"], CV_TARGET * reference["valid_cv"]
+    accurate = [r for r in rows if r["valid_ndcg@10"] >= floor]
+    if accurate:
+        return min(accurate, key=lambda r: r["valid_cv"]), (
+            f"the lowest validation CV among the candidates with validation NDCG@10 >= {ACCURACY_FLOOR}x "
+            f"LLM-SASRec's ({floor:.4f})")
+    fair = [r for r in rows if r["valid_cv"] <= target]
+    if fair:
+        return max(fair, key=lambda r: r["valid_ndcg@10"]), (
+            f"no candidate reaches validation NDCG@10 {floor:.4f} ({ACCURACY_FLOOR}x LLM-SASRec's): the most accurate "
+            f"among those with validation CV <= {CV_TARGET}x LLM-SASRec's ({target:.3f})")
+    return None, (f"no candidate reaches validation NDCG@10 {floor:.4f} ({ACCURACY_FLOOR}x LLM-SASRec's) or "
+                  f"validation CV {target:.3f} ({CV_TARGET}x LLM-SASRec's): no choice")
+
+
+RULES = {
+    "backbone": ("SASRec", "SASRec (ID, reference)",
+                 "among the candidates with validation NDCG@10 >= 98% of the best, the lowest validation CV of "
+                 "group NDCG@10"),
+    "bifair": ("LLM-SASRec", "LLM-SASRec (reference)",
+               f"against LLM-SASRec's validation figures, the lowest validation CV among the candidates with "
+               f"validation NDCG@10 >= {ACCURACY_FLOOR}x LLM-SASRec's; if none, the most accurate among those with "
+               f"validation CV <= {CV_TARGET}x LLM-SASRec's"),
+}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rule", choices=sorted(RULES), default="backbone")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--data_path", default=fairness.DEFAULT_DATA_PATH)
     parser.add_argument("--candidates", required=True, help="comma-separated methods / sweep points")
@@ -63,30 +107,38 @@ def main(argv=None):
     workdir = os.path.join(args.workdir, f"fairness-{args.dataset}-converge")
     names = [c.strip() for c in args.candidates.split(",") if c.strip()]
     seeds = [int(x) for x in args.seeds.split(",")]
+    reference_name, reference_label, rule_text = RULES[args.rule]
     paths = {n: [finished_run(n, args.dataset, args.data_path, seed, workdir, args.archive or None) for seed in seeds]
-             for n in ["SASRec"] + names}
-    missing = [f"{n} (seed {seed})" for n in names for seed, p in zip(seeds, paths[n]) if p is None]
+             for n in [reference_name] + names}
+    missing = [f"{n} (seed {seed})" for n in names + ([reference_name] if args.rule == "bifair" else [])
+               for seed, p in zip(seeds, paths[n]) if p is None]
     if missing:
         sys.exit(f"not finished (run them with benchmarks/fairness.py --profile=converge --dataset={args.dataset} "
                  f"--seeds={args.seeds}): " + ", ".join(missing))
     rows = [mean_row(n, paths[n]) for n in names]
-    chosen = select(rows)
-    reference = [mean_row("SASRec (ID, reference)", paths["SASRec"])] if None not in paths["SASRec"] else []
+    reference = [mean_row(reference_label, paths[reference_name])] if None not in paths[reference_name] else []
+    if args.rule == "bifair":
+        chosen, why = select_bifair(rows, reference[0])
+    else:
+        chosen, why = select(rows), None
     import pandas as pd
 
     from recbole_bifair.fileio import write_text_atomic
 
     frame = pd.DataFrame(reference + rows)
-    header = (f"`python benchmarks/select_backbone.py --dataset={args.dataset} --candidates='{args.candidates}'` on "
+    rule_flag = "" if args.rule == "backbone" else f" --rule={args.rule}"
+    header = (f"`python benchmarks/select_backbone.py{rule_flag} --dataset={args.dataset} --candidates='{args.candidates}'"
+              f"{'' if args.seeds == '2020' else f' --seeds={args.seeds}'}` on "
               f"{datetime.date.today()}, seeds {args.seeds} (means), the fairness benchmark's converge budget "
-              f"({fairness.BUDGETS['converge']}).\n\nRule (docs/METHOD.md, fixed before the runs): among the "
-              f"candidates with validation NDCG@10 >= 98% of the best, the lowest validation CV of group NDCG@10. "
-              f"**Chosen: {chosen['name']}**. Test columns are for the record only.")
+              f"({fairness.BUDGETS['converge']}).\n\nRule (docs/METHOD.md, fixed before the runs): {rule_text}. "
+              + (f"Outcome: {why}. " if why else "")
+              + f"**Chosen: {chosen['name'] if chosen else 'none'}**. Test columns are for the record only.")
     os.makedirs(args.out_dir, exist_ok=True)
-    write_text_atomic(os.path.join(args.out_dir, f"select-backbone-{args.dataset}.md"),
+    write_text_atomic(os.path.join(args.out_dir, f"select-{args.rule}-{args.dataset}.md"),
                       header + "\n\n" + frame.to_markdown(index=False, floatfmt=".4f") + "\n")
     print(frame.to_string())
-    print("chosen:", chosen["name"])
+    print("chosen:", chosen["name"] if chosen else None)
+    return chosen
 
 
 if __name__ == "__main__":

@@ -63,3 +63,33 @@ def test_the_rule_reads_means_over_the_seeds(script, tmp_path, monkeypatch):
     text = (tmp_path / "select-backbone-toy.md").read_text()
     assert "**Chosen: B**" in text and "seeds 2020,2021 (means)" in text
     assert "SASRec" not in text  # its runs are not there: no reference row
+
+
+def test_the_bifair_rule_reads_the_floor_then_the_target_against_llm_sasrec(script, tmp_path, monkeypatch):
+    # LLM-SASRec validation 0.100 / CV 0.60: the floor is 0.097, the CV target 0.45
+    reference = {"name": "LLM-SASRec (reference)", "valid_ndcg@10": 0.100, "valid_cv": 0.60}
+    rows = [{"name": "A", "valid_ndcg@10": 0.0975, "valid_cv": 0.50},
+            {"name": "B", "valid_ndcg@10": 0.0970, "valid_cv": 0.40},   # on the floor (>=), fairer: chosen
+            {"name": "C", "valid_ndcg@10": 0.0969, "valid_cv": 0.10}]   # just under the floor
+    assert script.select_bifair(rows, reference)[0]["name"] == "B"
+    # nobody at the floor: the most accurate with CV <= 0.45 (C at 0.44 beats D; E is too unfair)
+    rows = [{"name": "C", "valid_ndcg@10": 0.090, "valid_cv": 0.44},
+            {"name": "D", "valid_ndcg@10": 0.080, "valid_cv": 0.20},
+            {"name": "E", "valid_ndcg@10": 0.095, "valid_cv": 0.46}]
+    chosen, why = script.select_bifair(rows, reference)
+    assert chosen["name"] == "C" and "no candidate reaches" in why
+    assert script.select_bifair([rows[2]], reference)[0] is None  # neither floor nor target: no choice
+
+    # the script: LLM-SASRec's runs are the reference (required), written to select-bifair-<dataset>.md
+    runs = {"LLM-SASRec": _result(tmp_path / "l.json", 0.100, 0.60),
+            "BiFair": _result(tmp_path / "b.json", 0.0980, 0.50),
+            "BiFair[dro_tau=3.0]": _result(tmp_path / "b3.json", 0.0990, 0.55)}
+    monkeypatch.setattr(script, "finished_run", lambda name, *args: runs.get(name))
+    chosen = script.main(["--rule=bifair", "--dataset=toy", "--candidates=BiFair,BiFair[dro_tau=3.0]",
+                          f"--out_dir={tmp_path}"])
+    assert chosen["name"] == "BiFair"
+    text = (tmp_path / "select-bifair-toy.md").read_text()
+    assert "**Chosen: BiFair**" in text and "LLM-SASRec (reference)" in text and "--rule=bifair" in text
+    del runs["LLM-SASRec"]
+    with pytest.raises(SystemExit, match=r"LLM-SASRec \(seed 2020\)"):
+        script.main(["--rule=bifair", "--dataset=toy", "--candidates=BiFair", f"--out_dir={tmp_path}"])
