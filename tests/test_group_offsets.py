@@ -104,3 +104,99 @@ def test_unset_outer_weighting_is_dro_with_the_offsets_and_balance_without(setup
     assert mine["outer_balance"] == "mgda"
     baseline = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, bifair=False))
     assert baseline["outer_balance"] is None and baseline["group_offsets"] == "none"
+
+
+# --- offset_basis (score_offsets.py): how the learned offsets map to items ---------------------
+
+def _popularity_groups(counts, n_groups):
+    from recbole_bifair.fairness.groups import ItemGroups
+
+    counts = np.asarray(counts)
+    return ItemGroups.popularity(counts, n_groups, "items", np.array(["[PAD]"] + [str(i) for i in range(1, len(counts))]))
+
+
+def test_group_basis_is_the_direct_group_lookup():
+    """The default basis reproduces ``b[group_of[item]]`` (padding's -1 wraps to the last group, as
+    the lookup did before the basis existed)."""
+    from recbole_bifair.model.score_offsets import offset_basis
+
+    groups = _popularity_groups([0, 50, 40, 9, 8, 3, 1, 0], 3)
+    B = offset_basis("group", groups, groups.train_count.numpy())
+    b = torch.tensor([0.7, -0.4, 1.3])
+    torch.testing.assert_close(B @ b, b[groups.group_of], rtol=0, atol=0)
+
+
+def test_interpolate_basis_by_hand():
+    """Items of 2 popularity groups of 2 items each, counts e^4, e^2 (head) and e^1, e^1 (tail):
+    knots at log-count 3 (head) and 1 (tail). Hand-computed hat weights: an item at log-count 2 is
+    halfway (0.5 / 0.5), above 3 or below 1 it takes the end knot's offset alone."""
+    from recbole_bifair.model.score_offsets import offset_basis
+
+    e = np.e
+    counts = np.array([0, e ** 4, e ** 2, e, e])
+    groups = _popularity_groups(np.round(counts).astype(int), 2)  # group membership from the rounded counts
+    B = offset_basis("interpolate", groups, counts)
+    assert groups.group_of.tolist() == [-1, 0, 0, 1, 1]
+    want = torch.tensor([[0.0, 0.0],       # padding
+                         [1.0, 0.0],       # log 4 > head knot 3: clamped to the head offset
+                         [0.5, 0.5],       # log 2: halfway between the knots 3 and 1
+                         [0.0, 1.0],       # log 1 = tail knot
+                         [0.0, 1.0]])
+    torch.testing.assert_close(B, want)
+    b = torch.tensor([0.6, -0.4])
+    torch.testing.assert_close(B @ b, torch.tensor([0.0, 0.6, 0.1, -0.4, -0.4]))
+
+
+def test_prior_basis_is_centred_log_popularity():
+    from recbole_bifair.model.score_offsets import offset_basis
+
+    counts = np.array([0, 100, 10, 1, 0])  # the unseen item counts as 1
+    groups = _popularity_groups(counts, 2)
+    B = offset_basis("prior", groups, counts)
+    x = np.log([100, 10, 1, 1])
+    torch.testing.assert_close(B[:, 0], torch.tensor([0.0, *(x - x.mean())], dtype=torch.float32))
+
+
+@pytest.mark.parametrize("basis", ["interpolate", "prior"])
+def test_offsets_of_each_basis_shift_the_training_logits_only(setup, basis):
+    from recbole_bifair.model.score_offsets import offset_basis
+
+    _, (train, _, test), net, trainer = _build(setup, group_offsets="outer", offset_basis=basis, **NO_DROPOUT)
+    net.eval()
+    groups = build_item_groups(trainer.config, train._dataset)
+    B = offset_basis(basis, groups, groups.train_count.numpy())
+    assert net.group_offset.shape == (B.shape[1],)
+    batch = train.collate_fn(np.arange(min(5, train.n_windows)))
+    test_batch = next(iter(test))[0]
+    with torch.no_grad():
+        plain = net.target_losses(batch)
+        ranking = net.full_sort_predict(test_batch)
+        b = torch.tensor([0.7, -0.4, 1.3])[: B.shape[1]]
+        net.group_offset.copy_(b)
+        shifted = net.target_losses(batch)
+        torch.testing.assert_close(shifted.logits, plain.logits + (B @ b)[: plain.logits.shape[1]])
+        torch.testing.assert_close(net.full_sort_predict(test_batch), ranking)
+
+
+def test_the_second_order_term_learns_the_prior_slope(setup):
+    _, (train, valid, _), net, trainer = _build(setup, group_offsets="outer", offset_basis="prior",
+                                                hypergrad="finite_difference", epochs=1, outer_balance="dro",
+                                                dro_tau=0.1, **NO_DROPOUT)
+    trainer.fit(train, valid, saved=False)
+    assert net.group_offset.shape == (1,) and net.group_offset.abs().item() > 1e-4
+
+
+def test_unknown_offset_basis_names_the_fix(setup):
+    with pytest.raises(ConfigError, match="offset_basis 'items' is unknown; use one of group, interpolate, prior"):
+        _build(setup, group_offsets="outer", offset_basis="items")
+
+
+def test_interpolate_needs_popularity_groups():
+    from recbole_bifair.fairness.groups import ItemGroups
+    from recbole_bifair.model.score_offsets import offset_basis
+
+    values = np.array([[None], ["a"], ["b"], ["a"]], dtype=object)
+    groups = ItemGroups.attribute(values, [0, 5, 3, 1], "first", "genre", np.array(["[PAD]", "1", "2", "3"]))
+    with pytest.raises(ConfigError, match="needs item_groups: popularity .* use offset_basis: group or prior"):
+        offset_basis("interpolate", groups, groups.train_count.numpy())
+    assert offset_basis("prior", groups, groups.train_count.numpy()).shape == (4, 1)

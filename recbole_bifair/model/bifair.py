@@ -35,6 +35,7 @@ from recbole_bifair.data.sequence import TARGETS, is_sequence_batch
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.groups import build_item_groups, item_train_counts
 from recbole_bifair.model.all_positions import scored_positions
+from recbole_bifair.model.score_offsets import OFFSET_BASES, offset_basis
 from recbole_bifair.model.llm_item_table import (
     ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
 )
@@ -168,16 +169,20 @@ class BiFairModel:
         if self.group_offsets not in GROUP_OFFSETS:
             raise ConfigError(f"group_offsets '{self.group_offsets}' is unknown; use one of {', '.join(GROUP_OFFSETS)}")
         self.group_offset = None
+        basis_kind = config["offset_basis"] or "group"
+        if basis_kind not in OFFSET_BASES:
+            raise ConfigError(f"offset_basis '{basis_kind}' is unknown; use one of {', '.join(OFFSET_BASES)}")
         if self.group_offsets == "outer":
             if self.loss_type != "CE":
                 raise ConfigError(f"group_offsets: outer shifts the logits of the cross-entropy, and loss_type is "
                                   f"{self.loss_type}: set loss_type: CE or group_offsets: none")
             # the trainer's item groups: the same rule on the same training split
             groups = build_item_groups(config, dataset)
-            self.register_buffer("offset_group_of", torch.as_tensor(groups.group_of, dtype=torch.long),
-                                 persistent=False)
-            # K training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
-            self.group_offset = nn.Parameter(torch.zeros(groups.n_groups))
+            # item i's training logit moves by offset_basis[i] @ group_offset (score_offsets.py)
+            basis = offset_basis(basis_kind, groups, self.item_train_count.numpy())
+            self.register_buffer("offset_basis", basis, persistent=False)
+            # K' training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
+            self.group_offset = nn.Parameter(torch.zeros(basis.shape[1]))
         self.train_softmax = config["train_softmax"] or "full"
         if self.train_softmax not in SOFTMAXES:
             raise ConfigError(f"train_softmax '{self.train_softmax}' is unknown; use one of {', '.join(SOFTMAXES)}")
@@ -234,13 +239,13 @@ class BiFairModel:
 
     def logit_shift(self, items, dtype=torch.float32):
         """``[len(items)]`` training-only logit shift of ``items``: ``logit_adjust_tau * log prior``
-        (Menon et al. 2021) plus, under ``group_offsets: outer``, ``b[group of the item]``
-        (METHOD.md 4a); None when neither is on."""
+        (Menon et al. 2021) plus, under ``group_offsets: outer``, ``offset_basis[item] @ b`` (``b[group
+        of the item]`` with the default basis; METHOD.md 4a); None when neither is on."""
         shift = None
         if self.logit_adjust_tau:
             shift = self.logit_adjust_tau * self.log_prior(dtype)[items]
         if self.group_offset is not None:
-            offsets = self.group_offset.to(dtype)[self.offset_group_of[items]]
+            offsets = self.offset_basis[items].to(dtype) @ self.group_offset.to(dtype)
             shift = offsets if shift is None else shift + offsets
         return shift
 
