@@ -45,6 +45,11 @@ def properties_dir() -> Path:
     )
 
 
+def plugin_defaults():
+    """The plugin's defaults: ``properties/overall.yaml`` as a dict."""
+    return load_yaml_file(properties_dir() / "overall.yaml", "the plugin's properties/overall.yaml")
+
+
 class _YamlLoader(yaml.SafeLoader):
     """YAML 1.1 reads `1e-3` as a string; RecBole's loader adds this float pattern, so do we."""
 

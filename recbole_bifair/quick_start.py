@@ -22,7 +22,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_bifair.compat import load_checkpoint
-from recbole_bifair.config import BiFairConfig
+from recbole_bifair.config import BiFairConfig, plugin_defaults
 from recbole_bifair.data.sequence import sequence_training_data
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness import end_of_run_report, validate_group_config
@@ -116,8 +116,13 @@ def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None
     config = config or build_config(None, None, config_file_list, config_dict, cmd_args)
     trained = load_checkpoint(checkpoint_file, map_location="cpu")
     ours, theirs = recorded_config(config), recorded_config(trained["config"])
+    # a key added to the plugin after the checkpoint was written comes with a default that keeps
+    # the old behaviour (as fairness.py's same_config assumes): unset in the checkpoint, it may
+    # have that default now, nothing else
+    defaults = plugin_defaults()
     differ = sorted(k for k in set(ours) | set(theirs)
-                    if k not in RANKING_ONLY_KEYS + WHERE_KEYS and ours.get(k, "<unset>") != theirs.get(k, "<unset>"))
+                    if k not in RANKING_ONLY_KEYS + WHERE_KEYS and ours.get(k, "<unset>") != theirs.get(k, "<unset>")
+                    and not (k not in theirs and k in defaults and ours.get(k) == defaults[k]))
     if differ:
         raise ConfigError(f"{checkpoint_file} was trained with another config than the one to evaluate it under: "
                           + "; ".join(f"{k}: trained {theirs.get(k, '<unset>')!r}, now {ours.get(k, '<unset>')!r}"

@@ -137,3 +137,21 @@ def test_seeds_other_than_the_profiles_make_their_own_table(monkeypatch, tmp_pat
     with pytest.raises(RuntimeError, match="stop"):
         fairness.main(["--profile=converge3", "--methods=SASRec", "--seeds=2022", "--jobs=1"])
     assert calls == [2022]
+
+
+def test_a_key_newer_than_the_checkpoint_may_only_have_its_default(trained):
+    """A checkpoint written before a plugin key existed (here: ``offset_basis`` removed from its
+    config) evaluates under that key's default, which keeps the old behaviour, and under nothing else."""
+    import torch as _torch
+
+    from recbole_bifair.compat import load_checkpoint
+
+    _, _, tmp_path, files, result = trained
+    old = load_checkpoint(result["checkpoint"], map_location="cpu")
+    del old["config"].final_config_dict["offset_basis"]
+    older = str(tmp_path / "older.pth")
+    _torch.save(old, older)
+    again = evaluate_checkpoint(older, config_file_list=_config_files(tmp_path, files, "older"))
+    assert again["test_result"] == result["test_result"]
+    with pytest.raises(ConfigError, match=r"offset_basis: trained '<unset>', now 'prior'"):
+        evaluate_checkpoint(older, config_file_list=_config_files(tmp_path, files, "older2", offset_basis="prior"))
