@@ -3,6 +3,7 @@
 import os
 import uuid
 
+import numpy as np
 from recbole.utils import get_local_time
 
 from recbole_bifair.compat import CheckpointLoadingMixin
@@ -10,13 +11,15 @@ from recbole_bifair.data.sequence import is_sequence_batch
 from recbole_bifair.fairness.collector import FairnessCollector
 from recbole_bifair.model.all_positions import sequence_loss
 from recbole_bifair.trainer import distributed
+from recbole_bifair.trainer.eval_padding import trimmed_full_sort, trims_padding
 
 
 class PluginTrainerMixin(CheckpointLoadingMixin):
     """Checkpoint loading that works under torch 2.13, the collector of the item-group metrics
     (which also fixes RecBole's crashing one), the all-position loss on window batches
-    (sequence-level training, ``train_mode``) and the seconds of every training epoch
-    (``epoch_seconds``) for the run's result file. Under several processes (trainer/distributed.py):
+    (sequence-level training, ``train_mode``), the seconds of every training epoch
+    (``epoch_seconds``) for the run's result file, and full ranking without the padding of short
+    histories for causal backbones (``eval_trim_padding``, trainer/eval_padding.py). Under several processes (trainer/distributed.py):
     one checkpoint name for all ranks, written by rank 0 and loaded from it, and evaluation that
     every rank runs in full (nothing to gather)."""
 
@@ -28,6 +31,8 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
         self.saved_model_file = distributed.broadcast_object(self.saved_model_file)  # rank 0's file
         self.eval_collector = FairnessCollector(config)
         self.epoch_seconds = []
+        trim = config["eval_trim_padding"]  # unset in configs older than the key: its default
+        self.trim_eval_padding = (True if trim is None else bool(trim)) and trims_padding(model)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None:
@@ -44,6 +49,17 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
         # _train_epoch does, so it is the one place that times all of them.
         self.epoch_seconds.append(e_time - s_time)
         return super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
+
+    def _full_sort_batch_eval(self, batched_data):
+        if not self.trim_eval_padding:
+            return super()._full_sort_batch_eval(batched_data)
+        # RecBole's Trainer._full_sort_batch_eval with the scores of trimmed_full_sort
+        interaction, history_index, positive_u, positive_i = batched_data
+        scores = trimmed_full_sort(self.model, interaction.to(self.device)).view(-1, self.tot_item_num)
+        scores[:, 0] = -np.inf
+        if history_index is not None:
+            scores[history_index] = -np.inf
+        return interaction, scores, positive_u, positive_i
 
     def load_best_model(self, model_file=None):
         if not distributed.active():
