@@ -6,6 +6,8 @@
     python benchmarks/cost.py profile     # where one BiFair epoch spends its time
     python benchmarks/cost.py seqtrain --dataset=ml-1m --max_batches=30 --threads=1
                                           # sequence-level vs prefix training, s per epoch
+    python benchmarks/cost.py padding --dataset=amazon-beauty-5core --max_batches=20 --threads=1
+                                          # trim_padding on vs off, s per training epoch
 
 Every measurement is one child process (fresh memory, so its peak RSS is its own) that builds
 the data, the model and the trainer exactly as ``run_recbole_bifair.py`` does and times
@@ -262,6 +264,33 @@ def seqtrain(threads, dataset, data_path, max_batches, models):
     return results, rows
 
 
+def padding(threads, dataset, data_path, max_batches, models, rounds):
+    """Seconds per training epoch (sequence-level) with ``trim_padding`` on and off, same model and
+    data, the two alternating within each round."""
+    cfg = dict(BASE, dataset=dataset, data_path=data_path, **SEQTRAIN_DATA.get(dataset, {}),
+               user_inter_num_interval="[0,inf)", item_inter_num_interval="[0,inf)", train_mode="sequence")
+    rows = ["| model | trim_padding | batches | timed | s / epoch (each round) | median | padded / trimmed | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|"]
+    results = {}
+    for name in models:
+        res = {True: [], False: []}
+        for _ in range(rounds):
+            for trim in (True, False):
+                res[trim].append(measure(dict(cfg, trim_padding=trim, **SEQTRAIN_MODELS[name]), threads,
+                                         skip_eval=True, max_batches=max_batches, warmup=2))
+        med = {trim: statistics.median(m["epoch_seconds"] for m in ms) for trim, ms in res.items()}
+        results[name] = {"trimmed": res[True], "padded": res[False], "median_trimmed": med[True],
+                         "median_padded": med[False]}
+        for trim in (True, False):
+            m = res[trim][0]
+            each = ", ".join(f"{x['epoch_seconds']:.1f}" for x in res[trim])
+            rows.append(f"| {name} | {trim} | {m['inner_batches']} | {m['timed_batches']} | "
+                        f"{each} | {med[trim]:.1f} | "
+                        f"{med[False] / med[True]:.2f}x | {max(x['peak_rss_mb'] for x in res[trim]):.0f} |")
+            print(rows[-1], flush=True)
+    return results, rows
+
+
 def profile(threads):
     res = measure(dict(BASE, model="BiFairSASRec"), threads, profile=True, skip_eval=True)
     return res, ["```", res["profile"], "```"]
@@ -279,7 +308,7 @@ def write(part, header, rows, payload):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["ml100k", "synthetic", "profile", "seqtrain"])
+    parser.add_argument("part", choices=["ml100k", "synthetic", "profile", "seqtrain", "padding"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--variants", default="", help="comma-separated subset of the ml100k or synthetic variants "
@@ -289,10 +318,11 @@ def main(argv=None):
     parser.add_argument("--grid", default=SYNTHETIC_GRID, help="synthetic: ITEMSxINTERACTIONS,...")
     parser.add_argument("--max_batches", type=int, default=0,
                         help="synthetic: time the first N training batches and scale to the epoch (0: whole epoch)")
-    parser.add_argument("--dataset", default="ml-1m", help="seqtrain: dataset")
+    parser.add_argument("--dataset", default="ml-1m", help="seqtrain, padding: dataset")
     parser.add_argument("--data_path", default=os.path.join(os.path.dirname(REPO), "shared", "datasets"),
                         help="seqtrain: folder holding the dataset (default: ../shared/datasets)")
-    parser.add_argument("--models", default=",".join(SEQTRAIN_MODELS), help="seqtrain: comma-separated models")
+    parser.add_argument("--models", default=",".join(SEQTRAIN_MODELS),
+                        help="seqtrain, padding: comma-separated models")
     args = parser.parse_args(argv)
     started = time.time()
     header = (f"`python benchmarks/cost.py {args.part}` on {datetime.date.today()}, {machine()}, "
@@ -320,6 +350,15 @@ def main(argv=None):
                    + (f"the first {args.max_batches} batches timed and scaled to the epoch." if args.max_batches
                       else "whole epochs."))
         write("seqtrain-" + args.dataset + args.tag, header, rows, results)
+    elif args.part == "padding":
+        models = [m for m in args.models.split(",") if m]
+        results, rows = padding(args.threads, args.dataset, args.data_path, args.max_batches, models, args.rounds)
+        header += (f" Dataset {args.dataset} from {args.data_path}; sequence-level training with RecBole's SASRec "
+                   f"settings (hidden 64, 2 layers, MAX_ITEM_LIST_LENGTH 50, batch 2048 targets); after 2 untimed "
+                   f"batches, " + (f"the first {args.max_batches} batches timed and scaled to the epoch"
+                                   if args.max_batches else "whole epochs")
+                   + "; trimmed and padded alternate within each round.")
+        write("padding-" + args.dataset + args.tag, header, rows, results)
     else:
         res, rows = profile(args.threads)
         write("profile", header, rows, res)

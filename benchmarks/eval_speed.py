@@ -1,5 +1,5 @@
 """Seconds of one full-ranking validation pass of a trained checkpoint with and without
-``eval_trim_padding`` (trainer/eval_padding.py), and whether the rankings agree.
+``trim_padding`` (model/padding.py), and whether the rankings agree.
 
     python benchmarks/eval_speed.py <checkpoint.pth> --name=amazon-beauty-5core [--repeats=2] [--threads=1]
 
@@ -34,21 +34,21 @@ def main(argv=None):
 
     from recbole_bifair.fileio import write_json_atomic, write_text_atomic
     from recbole_bifair.quick_start import load_data_and_model
-    from recbole_bifair.trainer.eval_padding import trimmed_full_sort, trims_padding
+    from recbole_bifair.model.padding import trimmed_full_sort, trims_padding
     from recbole_bifair.utils import get_trainer
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     config, model, dataset, train_data, valid_data, _ = load_data_and_model(args.checkpoint)
     if not trims_padding(model):
-        parser.error(f"{config['model']} is not a causal backbone: eval_trim_padding does not apply to it")
+        parser.error(f"{config['model']} is not a causal backbone: trim_padding does not apply to it")
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.eval_collector.data_collect(train_data)
     seconds = {True: [], False: []}
     metrics = {}
     for _ in range(args.repeats):
         for trim in (True, False):
-            trainer.trim_eval_padding = trim
+            trainer.trim_padding = trim
             started = time.time()
             result = trainer.evaluate(valid_data, load_best_model=False)
             seconds[trim].append(time.time() - started)
@@ -84,7 +84,7 @@ def main(argv=None):
         f"{report['mean_history_length']:.1f} of {report['max_len']} positions; {args.threads} torch thread(s), "
         f"{os.cpu_count()} cores, load average before {load_before[0]:.2f}, after {report['load_after'][0]:.2f} "
         f"(other runs may share the cores).", "",
-        "| eval_trim_padding | seconds per pass (each repeat) | best |", "| --- | --- | --- |",
+        "| trim_padding | seconds per pass (each repeat) | best |", "| --- | --- | --- |",
         f"| True (trimmed) | {', '.join(f'{s:.1f}' for s in seconds[True])} | {min(seconds[True]):.1f} |",
         f"| False (RecBole's padded batch) | {', '.join(f'{s:.1f}' for s in seconds[False])} | {min(seconds[False]):.1f} |",
         "",

@@ -13,6 +13,7 @@ from recbole.model.sequential_recommender.gru4rec import GRU4Rec
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_bifair.data.sequence import TARGETS
+from recbole_bifair.model.padding import trimmed_all_positions
 
 
 def _sasrec_all(model, item_seq):
@@ -39,20 +40,24 @@ def all_position_output(model, item_seq):
     raise TypeError(f"{type(model).__name__} has no all-position forward (only SASRec and GRU4Rec backbones)")
 
 
-def scored_positions(model, interaction):
+def scored_positions(model, interaction, trim=False):
     """``(S [N, d], targets [N])``: the representation and next item of every scored position of a
-    window batch, windows in batch order and positions in time order within a window."""
+    window batch, windows in batch order and positions in time order within a window. ``trim``:
+    without running the padding of short windows (``trim_padding``, model/padding.py)."""
     targets = interaction[TARGETS]
-    output = all_position_output(model, interaction[model.ITEM_SEQ])
     keep = targets > 0
-    return output[keep], targets[keep]
+    item_seq = interaction[model.ITEM_SEQ]
+    if trim:
+        return trimmed_all_positions(lambda seq: all_position_output(model, seq), item_seq, keep), targets[keep]
+    return all_position_output(model, item_seq)[keep], targets[keep]
 
 
-def sequence_loss(model, interaction):
+def sequence_loss(model, interaction, trim=False):
     """Mean next-item CE over all scored positions (the loss of a stock RecBole backbone, whose
-    scores are ``S @ item_embedding.weight^T`` as in its ``calculate_loss``)."""
+    scores are ``S @ item_embedding.weight^T`` as in its ``calculate_loss``); a plugin model
+    (``target_losses``) follows its own ``trim_padding``."""
     if hasattr(model, "target_losses"):
         return model.target_losses(interaction).losses.mean()
-    S, targets = scored_positions(model, interaction)
+    S, targets = scored_positions(model, interaction, trim)
     logits = S @ model.item_embedding.weight.T
     return F.cross_entropy(logits, targets)

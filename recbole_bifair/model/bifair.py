@@ -35,6 +35,7 @@ from recbole_bifair.data.sequence import TARGETS, is_sequence_batch
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.groups import build_item_groups, item_train_counts
 from recbole_bifair.model.all_positions import scored_positions
+from recbole_bifair.model.padding import resolve_trim
 from recbole_bifair.model.score_offsets import OFFSET_BASES, offset_basis
 from recbole_bifair.model.llm_item_table import (
     ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
@@ -183,6 +184,8 @@ class BiFairModel:
             self.register_buffer("offset_basis", basis, persistent=False)
             # K' training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
             self.group_offset = nn.Parameter(torch.zeros(basis.shape[1]))
+        # training windows and full ranking without the padding of short histories (model/padding.py)
+        self.trim_padding = resolve_trim(config, self)
         self.train_softmax = config["train_softmax"] or "full"
         if self.train_softmax not in SOFTMAXES:
             raise ConfigError(f"train_softmax '{self.train_softmax}' is unknown; use one of {', '.join(SOFTMAXES)}")
@@ -276,7 +279,7 @@ class BiFairModel:
             return self.sampled_losses(interaction, negatives, rows, E_rows)
         with self.item_embedding.scope() as V:
             if is_sequence_batch(interaction):
-                seq_output, targets = scored_positions(self, interaction)
+                seq_output, targets = scored_positions(self, interaction, self.trim_padding)
             else:
                 targets = interaction[self.POS_ITEM_ID]
                 seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
@@ -326,7 +329,7 @@ class BiFairModel:
             scope = table_owner.row_scope(rows if rows is not None else self.batch_rows(interaction, negatives), E_rows)
         with scope as table:
             if is_sequence_batch(interaction):
-                seq_output, targets = scored_positions(self, interaction)
+                seq_output, targets = scored_positions(self, interaction, self.trim_padding)
             else:
                 targets = interaction[self.POS_ITEM_ID]
                 seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

@@ -10,16 +10,16 @@ from recbole_bifair.compat import CheckpointLoadingMixin
 from recbole_bifair.data.sequence import is_sequence_batch
 from recbole_bifair.fairness.collector import FairnessCollector
 from recbole_bifair.model.all_positions import sequence_loss
+from recbole_bifair.model.padding import resolve_trim, trimmed_full_sort
 from recbole_bifair.trainer import distributed
-from recbole_bifair.trainer.eval_padding import trimmed_full_sort, trims_padding
 
 
 class PluginTrainerMixin(CheckpointLoadingMixin):
     """Checkpoint loading that works under torch 2.13, the collector of the item-group metrics
     (which also fixes RecBole's crashing one), the all-position loss on window batches
     (sequence-level training, ``train_mode``), the seconds of every training epoch
-    (``epoch_seconds``) for the run's result file, and full ranking without the padding of short
-    histories for causal backbones (``eval_trim_padding``, trainer/eval_padding.py). Under several processes (trainer/distributed.py):
+    (``epoch_seconds``) for the run's result file, and training windows and full ranking without
+    the padding of short histories for causal backbones (``trim_padding``, model/padding.py). Under several processes (trainer/distributed.py):
     one checkpoint name for all ranks, written by rank 0 and loaded from it, and evaluation that
     every rank runs in full (nothing to gather)."""
 
@@ -31,8 +31,7 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
         self.saved_model_file = distributed.broadcast_object(self.saved_model_file)  # rank 0's file
         self.eval_collector = FairnessCollector(config)
         self.epoch_seconds = []
-        trim = config["eval_trim_padding"]  # unset in configs older than the key: its default
-        self.trim_eval_padding = (True if trim is None else bool(trim)) and trims_padding(model)
+        self.trim_padding = resolve_trim(config, model)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if loss_func is None:
@@ -40,7 +39,7 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
             # loader of windows
             def loss_func(interaction):
                 if is_sequence_batch(interaction):
-                    return sequence_loss(self.model, interaction)
+                    return sequence_loss(self.model, interaction, self.trim_padding)
                 return self.model.calculate_loss(interaction)
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
@@ -51,7 +50,7 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
         return super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
 
     def _full_sort_batch_eval(self, batched_data):
-        if not self.trim_eval_padding:
+        if not self.trim_padding:
             return super()._full_sort_batch_eval(batched_data)
         # RecBole's Trainer._full_sort_batch_eval with the scores of trimmed_full_sort
         interaction, history_index, positive_u, positive_i = batched_data
