@@ -36,7 +36,10 @@ is found by its recorded config in any run folder of the same work folder or arc
 PostHoc (and its sweep points) trains nothing: it is LLM-SASRec's trained model of the same seed
 (its best validation checkpoint, still in the work folder) ranked with ``posthoc_beta``
 (``DERIVED``; ``recbole_bifair.quick_start.evaluate_checkpoint``), so the post-hoc curve comes from
-the baseline's own runs and costs evaluations only. It runs after every training of the command.
+the baseline's own runs and costs evaluations only. ``BiFair-PostHoc`` is the same on BiFair's
+trained model (``posthoc_beta`` below 0 adds popularity back): with PostHoc it compares the two
+trained models along their whole accuracy-fairness curves. Derived methods run after every
+training of the command.
 
 For the BiFair rows (names starting with ``BiFair``), ``cv_paired_hi`` is the highest over seeds of the
 upper end of the paired bootstrap 95% interval of the row's CV minus LLM-SASRec's on the same test
@@ -67,7 +70,7 @@ METHODS = [
     "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "PostHoc", "LogitAdjust", "BiFair", "BiFair-tuned",
     "BiFair-inner-only", "BiFair-outer-only", "BiFair-first-order", "BiFair-uniform", "BiFair-dro", "BiFair-mu0",
     "BiFair-large-batches", "BiFair-offsets", "BiFair-sgd-unroll", "BiFair-no-offsets", "BiFair-score-only",
-    "BiFair-sampled-outer",
+    "BiFair-sampled-outer", "BiFair-PostHoc",
 ]
 TOPK = 10
 GROUPS = 5
@@ -340,7 +343,7 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
 #: Methods that train nothing: each is its base method's trained model (same seed, best
 #: validation checkpoint) evaluated with ranking-time keys on top (``evaluate_checkpoint``), so a
 #: post-hoc sweep costs evaluations, not trainings. The base method runs first (``main``).
-DERIVED = {"PostHoc": "LLM-SASRec"}
+DERIVED = {"PostHoc": "LLM-SASRec", "BiFair-PostHoc": "BiFair"}
 
 
 def run_derived(method, config_files, folder, threads, what, base, archive=None, base_folder=None):

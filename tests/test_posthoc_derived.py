@@ -108,6 +108,28 @@ def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypa
     assert fairness.finished(fairness.run_dir(work, "LLM-SASRec", 2020), trained["config"], derived=True) is None
 
 
+def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, monkeypatch):
+    fairness = load_fairness_script()
+    root, emb = bifair_setup(tmp_path, monkeypatch)
+    monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
+    monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
+                                                    "inner_size": 16, "train_batch_size": 64})
+    work = str(tmp_path / "work" / "fairness-tiny-quick")
+    point = dict(extra={"posthoc_beta": -0.5}, label="BiFair-PostHoc[posthoc_beta=-0.5]")
+    with pytest.raises(RuntimeError, match="run it first"):
+        fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    base, _ = fairness.run_one("BiFair", 2020, "quick", work, 1, "tiny", str(root))
+    path, _ = fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    result, trained = json.load(open(path)), json.load(open(base))
+    assert result["evaluated_checkpoint"] == trained["checkpoint"] and result["epochs_trained"] == 0
+    assert result["config"]["posthoc_beta"] == -0.5 and trained["config"]["posthoc_beta"] == 0.0
+    assert result["config"]["bifair"] is True and "BiFair-PostHoc__posthoc_beta--0.5-seed2020" in path
+    # at beta 0 the derived point is BiFair's own trained model, metric for metric
+    zero, _ = fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root),
+                               extra={"posthoc_beta": 0.0}, label="BiFair-PostHoc[posthoc_beta=0.0]")
+    assert json.load(open(zero))["test_result"] == trained["test_result"]
+
+
 def test_a_renamed_base_folder_still_gives_its_checkpoint(tmp_path, monkeypatch):
     """A tuning candidate's folder renamed to the method's (it became the default): the base JSON
     names the checkpoint under the old folder; the derived run finds it under the new one."""
