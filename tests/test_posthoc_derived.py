@@ -84,12 +84,19 @@ def test_any_other_difference_is_a_config_error_naming_the_key(trained):
         evaluate_checkpoint(result["checkpoint"], config_file_list=_config_files(tmp_path, files, "x", hidden_size=16))
 
 
-def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypatch):
+def _tiny_benchmark(tmp_path, monkeypatch):
+    """``(benchmarks/fairness.py as a module, data root)`` with a ``tiny`` dataset and a 1-epoch
+    ``quick`` budget."""
     fairness = load_fairness_script()
     root, emb = bifair_setup(tmp_path, monkeypatch)
     monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
     monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
                                                     "inner_size": 16, "train_batch_size": 64})
+    return fairness, root
+
+
+def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypatch):
+    fairness, root = _tiny_benchmark(tmp_path, monkeypatch)
     work, runs = str(tmp_path / "work" / "fairness-tiny-quick"), str(tmp_path / "runs")
     point = dict(extra={"posthoc_beta": 1.0}, label="PostHoc[posthoc_beta=1.0]", archive_root=runs)
     with pytest.raises(RuntimeError, match="run it first"):
@@ -109,11 +116,7 @@ def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypa
 
 
 def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, monkeypatch):
-    fairness = load_fairness_script()
-    root, emb = bifair_setup(tmp_path, monkeypatch)
-    monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
-    monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
-                                                    "inner_size": 16, "train_batch_size": 64})
+    fairness, root = _tiny_benchmark(tmp_path, monkeypatch)
     work = str(tmp_path / "work" / "fairness-tiny-quick")
     point = dict(extra={"posthoc_beta": -0.5}, label="BiFair-PostHoc[posthoc_beta=-0.5]")
     with pytest.raises(RuntimeError, match="run it first"):
@@ -133,11 +136,7 @@ def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, mon
 def test_a_renamed_base_folder_still_gives_its_checkpoint(tmp_path, monkeypatch):
     """A tuning candidate's folder renamed to the method's (it became the default): the base JSON
     names the checkpoint under the old folder; the derived run finds it under the new one."""
-    fairness = load_fairness_script()
-    root, emb = bifair_setup(tmp_path, monkeypatch)
-    monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
-    monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
-                                                    "inner_size": 16, "train_batch_size": 64})
+    fairness, root = _tiny_benchmark(tmp_path, monkeypatch)
     work = tmp_path / "work" / "fairness-tiny-quick"
     base, _ = fairness.run_one("LLM-SASRec", 2020, "quick", str(work), 1, "tiny", str(root))
     result = json.load(open(base))
