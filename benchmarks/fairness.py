@@ -437,8 +437,10 @@ N_BOOT = 1000  # bootstrap resamples of the test users (recbole_bifair/fairness/
 LITERATURE = ("mgu", "dgu", "aplt", "popreo")
 
 
+@functools.lru_cache(maxsize=None)
 def test_rankings(result_file):
-    """``(item_groups, topk_items, positives, users)`` of a run's saved test rankings."""
+    """``(item_groups, topk_items, positives, users)`` of a run's saved test rankings (read once
+    per file: the paired checks read the same runs many times; nothing modifies the arrays)."""
     import pandas as pd
 
     from recbole_bifair.fairness.rankings import load_rankings

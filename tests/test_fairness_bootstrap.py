@@ -64,3 +64,41 @@ def test_paired_difference_with_itself_is_zero_and_rows_must_match():
     assert diff["ndcg"]["low"] <= diff["ndcg"]["estimate"] <= diff["ndcg"]["high"]
     with pytest.raises(ValueError, match="same rows"):
         paired_difference((groups, topk, positives, users), (groups, topk, positives, users[::-1]), n_boot=5)
+
+
+def test_row_statistics_give_the_report_of_every_resample():
+    """The fast path (column sums of per-row statistics) against the report built from the
+    duplicated rows, for every figure, on rows with two targets, repeats and a row without any
+    target in some groups; and an empty top-k slot (padding) in a list."""
+    from recbole_bifair.fairness.bootstrap import RowStatistics, resample_indices
+
+    groups, topk, positives = random_run(n_rows=60, second_target_every=4)
+    topk = topk.copy()
+    topk[5, 7:] = 0  # a list shorter than k: padding slots are not items
+    stats = RowStatistics(groups, topk, positives, 10)
+    reference = GroupReport(groups, topk, positives, [10]).figures(10)
+    point = stats.point()
+    assert set(point) == set(reference)
+    for name in reference:
+        assert point[name] == pytest.approx(reference[name], abs=1e-12, nan_ok=True), name
+    indices = resample_indices(60, 12, seed=4)
+    for rows, got in zip(indices, stats.resampled(indices)):
+        expected = figures(groups, topk, positives, 10, rows)
+        for name in expected:
+            assert got[name] == pytest.approx(expected[name], abs=1e-12, nan_ok=True), name
+
+
+def test_row_statistics_when_a_group_has_no_target_in_a_resample():
+    """A resample without any target of a group leaves the group out of the spreads, as the
+    report does (n_users = 0), and tail figures without tail targets are NaN in both."""
+    from recbole_bifair.fairness.bootstrap import RowStatistics
+
+    groups, topk, positives = random_run(n_rows=40, second_target_every=10**9)
+    stats = RowStatistics(groups, topk, positives, 10)
+    group_of = groups.group_of.numpy()
+    rows = [r for r, item in positives if group_of[item] != 3][:15]  # no target of group D
+    counts = np.bincount(rows, minlength=40)[None, :]
+    got = stats.figures(stats.sums(counts)[0])
+    expected = figures(groups, topk, positives, 10, rows)
+    for name in expected:
+        assert got[name] == pytest.approx(expected[name], abs=1e-12, nan_ok=True), name

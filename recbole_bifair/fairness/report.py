@@ -250,26 +250,33 @@ class GroupReport:
         logger.info("per-group evaluation\n" + self.format_table())
 
 
+def row_accuracy(hits, pos_len, k):
+    """Per row, RecBole's NDCG / Recall / Hit@k (recbole/evaluator/metrics.py) with ``pos_len``
+    relevant items: ``{"ndcg": ..., "recall": ..., "hit": ...}`` arrays of ``(n_rows,)``, 0 on rows
+    with ``pos_len == 0`` (which no mean counts). ``hits``: ``(n_rows, >= k)`` bool."""
+    hits = np.asarray(hits)[:, :k]
+    pos_len = np.asarray(pos_len)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])
+    evaluated = pos_len > 0
+    idcg = np.where(evaluated, ideal[np.minimum(pos_len, k)], 1.0)
+    n_hits = hits.sum(axis=1)
+    return {"ndcg": np.where(evaluated, (hits * discount).sum(axis=1) / idcg, 0.0),
+            "recall": np.where(evaluated, n_hits / np.maximum(pos_len, 1), 0.0),
+            "hit": (evaluated & (n_hits > 0)).astype(float)}
+
+
 def _accuracy(hits, pos_len, topk):
-    """RecBole's NDCG / Recall / Hit (recbole/evaluator/metrics.py) averaged over rows with
-    ``pos_len > 0``; ``hits``: ``(n_rows, max k)`` bool, ``pos_len``: ``(n_rows,)``."""
+    """``row_accuracy`` averaged over rows with ``pos_len > 0``, for every k of ``topk``, and
+    their number ``n_users``; ``hits``: ``(n_rows, max k)`` bool, ``pos_len``: ``(n_rows,)``."""
     evaluated = pos_len > 0
     hits, pos_len = hits[evaluated], pos_len[evaluated]
     n_users = int(evaluated.sum())
     result = {"n_users": n_users}
-    if n_users == 0:
-        result.update({f"{m}@{k}": np.nan for m in ACCURACY for k in topk})
-        return result
-    width = hits.shape[1]
-    discount = 1.0 / np.log2(np.arange(2, width + 2))
-    dcg = np.cumsum(hits * discount, axis=1)
-    ideal = np.concatenate([[0.0], np.cumsum(discount)])
-    n_hits = np.cumsum(hits, axis=1)
     for k in topk:
-        idcg = ideal[np.minimum(pos_len, k)]
-        result[f"ndcg@{k}"] = float(np.mean(dcg[:, k - 1] / idcg))
-        result[f"recall@{k}"] = float(np.mean(n_hits[:, k - 1] / pos_len))
-        result[f"hit@{k}"] = float(np.mean(n_hits[:, k - 1] > 0))
+        per_row = row_accuracy(hits, pos_len, k) if n_users else {}
+        for m in ACCURACY:
+            result[f"{m}@{k}"] = float(np.mean(per_row[m])) if n_users else np.nan
     return result
 
 
