@@ -38,7 +38,9 @@ PostHoc (and its sweep points) trains nothing: it is LLM-SASRec's trained model 
 (``DERIVED``; ``recbole_bifair.quick_start.evaluate_checkpoint``), so the post-hoc curve comes from
 the baseline's own runs and costs evaluations only. ``BiFair-PostHoc`` is the same on BiFair's
 trained model (``posthoc_beta`` below 0 adds popularity back): with PostHoc it compares the two
-trained models along their whole accuracy-fairness curves. Derived methods run after every
+trained models along their whole accuracy-fairness curves. ``BiFair-train-logits`` ranks BiFair's
+trained model with its training logits (``rank_with_offsets``: the learned group offsets added
+back), which separates what BiFair's inner level learned from what removing the offsets trades. Derived methods run after every
 training of the command.
 
 For the BiFair rows (names starting with ``BiFair``), ``cv_paired_hi`` is the highest over seeds of the
@@ -303,13 +305,26 @@ def same_config(recorded, expected):
     run did not record are keys added to the plugin after it ran: the project adds a key with a
     default that keeps the old behaviour (a changed default changes a recorded value, and the run
     is redone), so a run from an earlier session stays valid and long benchmarks resume across
-    sessions."""
+    sessions, as long as the plan keeps such a key at its default (``properties/overall.yaml``):
+    a plan that sets a newer key to another value (``BiFair-train-logits``'s ``rank_with_offsets``)
+    is no run made before the key existed."""
     if recorded is None:
         return False
     ignored = set(LOCATION_KEYS)
     if recorded.get("model") and is_stock_model(recorded["model"]):
         ignored |= stock_only_keys()  # keys a stock model does not read
-    return all(k in ignored or (k in expected and expected[k] == v) for k, v in recorded.items())
+    defaults = plugin_defaults()
+    newer = [k for k in expected if k not in recorded and k in defaults and k not in ignored]
+    return (all(k in ignored or (k in expected and expected[k] == v) for k, v in recorded.items())
+            and all(expected[k] == defaults[k] for k in newer))
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_defaults():
+    """``properties/overall.yaml`` of this checkout (read once)."""
+    from recbole_bifair.config import plugin_defaults as read
+
+    return read()
 
 
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,
@@ -343,7 +358,7 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
 #: Methods that train nothing: each is its base method's trained model (same seed, best
 #: validation checkpoint) evaluated with ranking-time keys on top (``evaluate_checkpoint``), so a
 #: post-hoc sweep costs evaluations, not trainings. The base method runs first (``main``).
-DERIVED = {"PostHoc": "LLM-SASRec", "BiFair-PostHoc": "BiFair"}
+DERIVED = {"PostHoc": "LLM-SASRec", "BiFair-PostHoc": "BiFair", "BiFair-train-logits": "BiFair"}
 
 
 def run_derived(method, config_files, folder, threads, what, base, archive=None, base_folder=None):

@@ -99,7 +99,7 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
 
 #: Keys that change what a trained model ranks, not what it learns (``evaluate_checkpoint``),
 #: and keys that say where a run writes.
-RANKING_ONLY_KEYS = ("posthoc_beta",)
+RANKING_ONLY_KEYS = ("posthoc_beta", "rank_with_offsets")
 WHERE_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
 
 

@@ -44,6 +44,11 @@ def test_a_finished_run_is_reused_only_for_the_same_config(fairness_script, tmp_
     # A key added to the plugin after the run (absent from its record) keeps the run valid: new
     # keys default to the old behaviour. A recorded key that changed, or was removed, does not.
     assert fairness_script.finished(str(folder), {**planned, "a_new_key": 1}) == found
+    unrecorded = {k: v for k, v in json.load(open(found))["config"].items() if k != "rank_with_offsets"}
+    json.dump({**json.load(open(found)), "config": unrecorded}, open(found, "w"))
+    assert fairness_script.finished(str(folder), planned) == found  # a plugin key at its default
+    # ... but a plan that sets such a key to another value is no run made before the key existed
+    assert fairness_script.finished(str(folder), {**planned, "rank_with_offsets": True}) is None
     assert fairness_script.finished(str(folder), {k: v for k, v in planned.items() if k != "outer_mu"}) is None
     # Where the run wrote does not matter: a renamed folder stays valid (LOCATION_KEYS).
     moved = {**planned, "results_dir": str(tmp_path / "elsewhere"), "checkpoint_dir": str(tmp_path / "elsewhere")}

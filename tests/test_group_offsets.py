@@ -200,3 +200,37 @@ def test_interpolate_needs_popularity_groups():
     with pytest.raises(ConfigError, match="needs item_groups: popularity .* use offset_basis: group or prior"):
         offset_basis("interpolate", groups, groups.train_count.numpy())
     assert offset_basis("prior", groups, groups.train_count.numpy()).shape == (4, 1)
+
+
+@pytest.mark.parametrize("basis", ["group", "interpolate"])
+def test_rank_with_offsets_ranks_by_the_training_logits(setup, basis):
+    """``rank_with_offsets`` (the BiFair-train-logits diagnostic): the ranking scores of a test
+    batch are the full training logits of the same sequences (``adjust_logits`` of the backbone's
+    scores: what the CE was taken over), the padding column aside; predict agrees; nothing else
+    changes."""
+    _, (train, _, test), net, _ = _build(setup, group_offsets="outer", offset_basis=basis, **NO_DROPOUT)
+    _, _, ranked, _ = _build(setup, group_offsets="outer", offset_basis=basis, rank_with_offsets=True, **NO_DROPOUT)
+    net.eval()
+    ranked.eval()
+    test_batch = next(iter(test))[0]
+    with torch.no_grad():
+        b = torch.tensor([0.7, -0.4, 1.3, 0.2, -1.1])[: len(net.group_offset)]
+        net.group_offset.copy_(b)
+        ranked.load_state_dict(net.state_dict())
+        plain = net.full_sort_predict(test_batch)
+        want = net.adjust_logits(plain)
+        got = ranked.full_sort_predict(test_batch)
+        torch.testing.assert_close(got[:, 1:], want[:, 1:])
+        torch.testing.assert_close(got[:, 0], plain[:, 0])
+        assert not torch.allclose(got[:, 1:], plain[:, 1:])
+        rows = torch.arange(len(got))
+        items = test_batch[net.ITEM_ID]
+        torch.testing.assert_close(ranked.predict(test_batch), got[rows, items])
+        batch = train.collate_fn(np.arange(min(5, train.n_windows)))
+        torch.testing.assert_close(ranked.target_losses(batch).losses, net.target_losses(batch).losses)
+
+
+@pytest.mark.parametrize("overrides", [dict(group_offsets="none"), dict(bifair=False)])
+def test_rank_with_offsets_without_offsets_names_the_fix(setup, overrides):
+    with pytest.raises(ConfigError, match="rank_with_offsets: True .* has none .* set group_offsets: outer"):
+        _build(setup, rank_with_offsets=True, **overrides)

@@ -80,7 +80,7 @@ def test_posthoc_rankings_are_the_trained_scores_minus_beta_log_count_by_hand(tr
 
 def test_any_other_difference_is_a_config_error_naming_the_key(trained):
     _, _, tmp_path, files, result = trained
-    with pytest.raises(ConfigError, match=r"hidden_size: trained 8, now 16.*posthoc_beta may differ"):
+    with pytest.raises(ConfigError, match=r"hidden_size: trained 8, now 16.*posthoc_beta, rank_with_offsets may differ"):
         evaluate_checkpoint(result["checkpoint"], config_file_list=_config_files(tmp_path, files, "x", hidden_size=16))
 
 
@@ -131,6 +131,11 @@ def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, mon
     zero, _ = fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root),
                                extra={"posthoc_beta": 0.0}, label="BiFair-PostHoc[posthoc_beta=0.0]")
     assert json.load(open(zero))["test_result"] == trained["test_result"]
+    # BiFair-train-logits: the same checkpoint ranked with the learned offsets added back
+    logits, _ = fairness.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root))
+    logits = json.load(open(logits))
+    assert logits["evaluated_checkpoint"] == trained["checkpoint"] and logits["config"]["rank_with_offsets"] is True
+    assert trained["config"]["rank_with_offsets"] is False and logits["test_result"] != trained["test_result"]
 
 
 def test_a_renamed_base_folder_still_gives_its_checkpoint(tmp_path, monkeypatch):

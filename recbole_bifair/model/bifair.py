@@ -184,6 +184,13 @@ class BiFairModel:
             self.register_buffer("offset_basis", basis, persistent=False)
             # K' training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
             self.group_offset = nn.Parameter(torch.zeros(basis.shape[1]))
+        # Diagnostic (METHOD.md 4a): rank with the training logits, the learned offsets added, i.e.
+        # what the inner level fit before the offsets are taken away at ranking.
+        self.rank_with_offsets = bool(config["rank_with_offsets"])
+        if self.rank_with_offsets and self.group_offset is None:
+            raise ConfigError("rank_with_offsets: True adds the learned group offsets to the ranking scores, and "
+                              f"this model has none (group_offsets: {self.group_offsets}): set group_offsets: outer "
+                              "(BiFair models with the outer level and CE) or rank_with_offsets: False")
         # training windows and full ranking without the padding of short histories (model/padding.py)
         self.trim_padding = resolve_trim(config, self)
         self.train_softmax = config["train_softmax"] or "full"
@@ -257,12 +264,25 @@ class BiFairModel:
         shift = self.logit_shift(torch.arange(logits.shape[-1], device=logits.device), logits.dtype)
         return logits if shift is None else logits + shift
 
+    def ranking_shift(self, dtype=torch.float32):
+        """``[n_items]`` ranking-time shift of every item's score, 0 for padding; None when there is
+        none: minus ``posthoc_offset``, plus under ``rank_with_offsets`` the learned offsets
+        ``offset_basis @ b`` (so that the ranking scores are the training logits)."""
+        shift = None
+        if self.posthoc_beta:
+            shift = -self.posthoc_offset(dtype)
+        if self.rank_with_offsets:
+            offsets = self.offset_basis.to(dtype) @ self.group_offset.detach().to(dtype)
+            offsets[0] = 0.0  # padding keeps the backbone's score
+            shift = offsets if shift is None else shift + offsets
+        return shift
+
     def debias_scores(self, scores, items=None):
-        """Ranking scores minus ``posthoc_offset`` (of ``items``, or of columns 0.. for full sort)."""
-        if not self.posthoc_beta:
+        """Ranking scores plus ``ranking_shift`` (of ``items``, or of columns 0.. for full sort)."""
+        shift = self.ranking_shift(scores.dtype)
+        if shift is None:
             return scores
-        offset = self.posthoc_offset(scores.dtype)
-        return scores - (offset[items] if items is not None else offset[: scores.shape[-1]])
+        return scores + (shift[items] if items is not None else shift[: scores.shape[-1]])
 
     def calculate_loss(self, interaction):
         if is_sequence_batch(interaction) or not self._backbone_loss:
