@@ -346,18 +346,27 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
         json.dump(protocol, f)  # JSON is YAML
     method_file = os.path.join(REPO, "properties", "methods", f"{method}.yaml")
     if method in DERIVED:
+        # a sweep point's training keys belong to its base: BiFair-train-logits[dro_tau=3.0] is
+        # BiFair[dro_tau=3.0]'s trained model; ranking keys (posthoc_beta) only to the evaluation
+        from recbole_bifair.quick_start import RANKING_ONLY_KEYS
+
+        base_extra = {k: v for k, v in (extra or {}).items() if k not in RANKING_ONLY_KEYS}
+        base_label = DERIVED[method] + label[len(method):] if base_extra and label else None
         return run_derived(method, [method_file, protocol_file], folder, threads, f"{method} seed {seed}",
                            base=run_one(DERIVED[method], seed, profile, workdir, threads, dataset, data_path,
-                                        archive_root=archive_root, base_only=True),
+                                        extra=base_extra or None, label=base_label, archive_root=archive_root,
+                                        base_only=True),
                            archive=archive_folder(folder, archive_root),
-                           base_folder=run_dir(workdir, DERIVED[method], seed))
+                           base_folder=run_dir(workdir, base_label or DERIVED[method], seed))
     return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}",
                       archive=archive_folder(folder, archive_root), base_only=base_only)
 
 
 #: Methods that train nothing: each is its base method's trained model (same seed, best
 #: validation checkpoint) evaluated with ranking-time keys on top (``evaluate_checkpoint``), so a
-#: post-hoc sweep costs evaluations, not trainings. The base method runs first (``main``).
+#: post-hoc sweep costs evaluations, not trainings. The base method runs first (``main``); a
+#: derived sweep point on a training key (``BiFair-train-logits[dro_tau=3.0]``) has the base's
+#: point of the same key (``BiFair[dro_tau=3.0]``).
 DERIVED = {"PostHoc": "LLM-SASRec", "BiFair-PostHoc": "BiFair", "BiFair-train-logits": "BiFair"}
 
 

@@ -136,6 +136,18 @@ def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, mon
     logits = json.load(open(logits))
     assert logits["evaluated_checkpoint"] == trained["checkpoint"] and logits["config"]["rank_with_offsets"] is True
     assert trained["config"]["rank_with_offsets"] is False and logits["test_result"] != trained["test_result"]
+    # a derived point on a training key is evaluated from the base's point of that key
+    tau = dict(extra={"dro_tau": 3.0})
+    with pytest.raises(RuntimeError, match="run it first"):
+        fairness.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root), **tau,
+                         label="BiFair-train-logits[dro_tau=3.0]")
+    point_base, _ = fairness.run_one("BiFair", 2020, "quick", work, 1, "tiny", str(root), **tau,
+                                     label="BiFair[dro_tau=3.0]")
+    point, _ = fairness.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root), **tau,
+                                label="BiFair-train-logits[dro_tau=3.0]")
+    point, point_base = json.load(open(point)), json.load(open(point_base))
+    assert point["evaluated_checkpoint"] == point_base["checkpoint"] != trained["checkpoint"]
+    assert point["config"]["dro_tau"] == 3.0 and point["config"]["rank_with_offsets"] is True
 
 
 def test_a_renamed_base_folder_still_gives_its_checkpoint(tmp_path, monkeypatch):
