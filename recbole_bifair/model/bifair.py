@@ -255,9 +255,14 @@ class BiFairModel:
         if self.logit_adjust_tau:
             shift = self.logit_adjust_tau * self.log_prior(dtype)[items]
         if self.group_offset is not None:
-            offsets = self.offset_basis[items].to(dtype) @ self.group_offset.to(dtype)
+            offsets = self.offset_shift(items, dtype)
             shift = offsets if shift is None else shift + offsets
         return shift
+
+    def offset_shift(self, items=None, dtype=torch.float32):
+        """``offset_basis[items] @ b``: the learned offsets' shift of ``items`` (all ids when None)."""
+        basis = self.offset_basis if items is None else self.offset_basis[items]
+        return basis.to(dtype) @ self.group_offset.to(dtype)
 
     def adjust_logits(self, logits):
         """Full training logits (columns = item ids 0..) plus ``logit_shift``; as they are otherwise."""
@@ -272,7 +277,7 @@ class BiFairModel:
         if self.posthoc_beta:
             shift = -self.posthoc_offset(dtype)
         if self.rank_with_offsets:
-            offsets = self.offset_basis.to(dtype) @ self.group_offset.detach().to(dtype)
+            offsets = self.offset_shift(dtype=dtype).detach()
             offsets[0] = 0.0  # padding keeps the backbone's score
             shift = offsets if shift is None else shift + offsets
         return shift
