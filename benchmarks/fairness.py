@@ -72,7 +72,7 @@ METHODS = [
     "SASRec", "LLM-SASRec", "IPS", "GroupDRO", "VarReg", "PostHoc", "LogitAdjust", "BiFair", "BiFair-tuned",
     "BiFair-inner-only", "BiFair-outer-only", "BiFair-first-order", "BiFair-uniform", "BiFair-dro", "BiFair-mu0",
     "BiFair-large-batches", "BiFair-offsets", "BiFair-sgd-unroll", "BiFair-no-offsets", "BiFair-score-only",
-    "BiFair-sampled-outer", "BiFair-PostHoc", "BiFair-train-logits",
+    "BiFair-sampled-outer", "BiFair-PostHoc", "BiFair-train-logits", "BiFair-learned-la",
 ]
 TOPK = 10
 GROUPS = 5
