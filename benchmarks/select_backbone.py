@@ -15,6 +15,11 @@ each of ``--seeds`` under the ``converge`` budget have finished (in the work fol
   runs of the same seeds (the reference, which must have finished), the lowest validation CV among
   the candidates with validation NDCG@10 at least 0.97x LLM-SASRec's; if none, the most accurate
   among those with validation CV at most 0.75x LLM-SASRec's; if none either, no choice.
+- ``--rule=posthoc-front`` (``beyond_front``, a screen of METHOD.md 4a): a candidate passes when
+  no point of LLM-SASRec's post-hoc curve (LLM-SASRec itself and ``PostHoc[posthoc_beta=b]`` for
+  each b of ``--front_betas``, all finished for the same seeds) has validation NDCG@10 at least and
+  validation CV at most the candidate's. Every passing candidate is "chosen" (a screen, not a
+  default); the front's points are shown as reference rows.
 
 Test columns are printed for the record only. Writes
 ``benchmarks/results/select-<rule>-<dataset>.md``.
@@ -82,6 +87,18 @@ def select_bifair(rows, reference):
                   f"validation CV {target:.3f} ({CV_TARGET}x LLM-SASRec's): no choice")
 
 
+def beyond_front(rows, front):
+    """``{candidate name: [names of the front rows that dominate it on validation]}``: a front row
+    dominates when its validation NDCG@10 is at least and its validation CV at most the
+    candidate's (ties count: a candidate must be strictly better in one of the two to pass)."""
+    return {r["name"]: [f["name"] for f in front
+                        if f["valid_ndcg@10"] >= r["valid_ndcg@10"] and f["valid_cv"] <= r["valid_cv"]]
+            for r in rows}
+
+
+#: METHOD.md 4a's screen of a BiFair variant against LLM-SASRec's post-hoc curve (seed 2020 points).
+FRONT_BETAS = "0.25,0.5,1.0,1.5,2.0"
+
 RULES = {
     "backbone": ("SASRec", "SASRec (ID, reference)",
                  "among the candidates with validation NDCG@10 >= 98% of the best, the lowest validation CV of "
@@ -90,6 +107,9 @@ RULES = {
                f"against LLM-SASRec's validation figures, the lowest validation CV among the candidates with "
                f"validation NDCG@10 >= {ACCURACY_FLOOR}x LLM-SASRec's; if none, the most accurate among those with "
                f"validation CV <= {CV_TARGET}x LLM-SASRec's"),
+    "posthoc-front": ("LLM-SASRec", "LLM-SASRec (front, posthoc_beta 0)",
+                      "a candidate passes when no point of LLM-SASRec's post-hoc curve (LLM-SASRec and its "
+                      "PostHoc points) has validation NDCG@10 at least and validation CV at most the candidate's"),
 }
 
 
@@ -100,6 +120,8 @@ def main(argv=None):
     parser.add_argument("--data_path", default=fairness.DEFAULT_DATA_PATH)
     parser.add_argument("--candidates", required=True, help="comma-separated methods / sweep points")
     parser.add_argument("--seeds", default="2020", help="comma-separated; the rule reads means over them")
+    parser.add_argument("--front_betas", default=FRONT_BETAS,
+                        help="--rule=posthoc-front: the posthoc_beta values of the PostHoc points of the front")
     parser.add_argument("--workdir", default=os.path.join(REPO, "benchmarks", "work"))
     parser.add_argument("--archive", default=fairness.ARCHIVE)
     parser.add_argument("--out_dir", default=os.path.join(REPO, "benchmarks", "results"))
@@ -108,17 +130,26 @@ def main(argv=None):
     names = [c.strip() for c in args.candidates.split(",") if c.strip()]
     seeds = [int(x) for x in args.seeds.split(",")]
     reference_name, reference_label, rule_text = RULES[args.rule]
+    front = ([f"PostHoc[posthoc_beta={b.strip()}]" for b in args.front_betas.split(",") if b.strip()]
+             if args.rule == "posthoc-front" else [])
     paths = {n: [finished_run(n, args.dataset, args.data_path, seed, workdir, args.archive or None) for seed in seeds]
-             for n in [reference_name] + names}
-    missing = [f"{n} (seed {seed})" for n in names + ([reference_name] if args.rule == "bifair" else [])
-               for seed, p in zip(seeds, paths[n]) if p is None]
+             for n in [reference_name] + front + names}
+    required = names + front + ([reference_name] if args.rule != "backbone" else [])
+    missing = [f"{n} (seed {seed})" for n in required for seed, p in zip(seeds, paths[n]) if p is None]
     if missing:
         sys.exit(f"not finished (run them with benchmarks/fairness.py --profile=converge --dataset={args.dataset} "
                  f"--seeds={args.seeds}): " + ", ".join(missing))
     rows = [mean_row(n, paths[n]) for n in names]
     reference = [mean_row(reference_label, paths[reference_name])] if None not in paths[reference_name] else []
+    reference += [mean_row(f"{n} (front)", paths[n]) for n in front]
     if args.rule == "bifair":
         chosen, why = select_bifair(rows, reference[0])
+    elif args.rule == "posthoc-front":
+        dominated = beyond_front(rows, reference)
+        passed = [r for r in rows if not dominated[r["name"]]]
+        chosen = {"name": ", ".join(r["name"] for r in passed)} if passed else None
+        why = "; ".join(f"{n}: " + (f"dominated by {', '.join(d)}" if d else "beyond the front")
+                        for n, d in dominated.items())
     else:
         chosen, why = select(rows), None
     import pandas as pd
@@ -127,12 +158,15 @@ def main(argv=None):
 
     frame = pd.DataFrame(reference + rows)
     rule_flag = "" if args.rule == "backbone" else f" --rule={args.rule}"
+    if args.rule == "posthoc-front" and args.front_betas != FRONT_BETAS:
+        rule_flag += f" --front_betas={args.front_betas}"
     header = (f"`python benchmarks/select_backbone.py{rule_flag} --dataset={args.dataset} --candidates='{args.candidates}'"
               f"{'' if args.seeds == '2020' else f' --seeds={args.seeds}'}` on "
               f"{datetime.date.today()}, seeds {args.seeds} (means), the fairness benchmark's converge budget "
               f"({fairness.BUDGETS['converge']}).\n\nRule (docs/METHOD.md, fixed before the runs): {rule_text}. "
               + (f"Outcome: {why}. " if why else "")
-              + f"**Chosen: {chosen['name'] if chosen else 'none'}**. Test columns are for the record only.")
+              + f"**{'Passed' if args.rule == 'posthoc-front' else 'Chosen'}: {chosen['name'] if chosen else 'none'}**. "
+              "Test columns are for the record only.")
     os.makedirs(args.out_dir, exist_ok=True)
     write_text_atomic(os.path.join(args.out_dir, f"select-{args.rule}-{args.dataset}.md"),
                       header + "\n\n" + frame.to_markdown(index=False, floatfmt=".4f") + "\n")

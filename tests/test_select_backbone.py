@@ -93,3 +93,32 @@ def test_the_bifair_rule_reads_the_floor_then_the_target_against_llm_sasrec(scri
     del runs["LLM-SASRec"]
     with pytest.raises(SystemExit, match=r"LLM-SASRec \(seed 2020\)"):
         script.main(["--rule=bifair", "--dataset=toy", "--candidates=BiFair", f"--out_dir={tmp_path}"])
+
+
+def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominates(script, tmp_path, monkeypatch):
+    front = [{"name": "LLM-SASRec", "valid_ndcg@10": 0.050, "valid_cv": 0.80},
+             {"name": "PostHoc[posthoc_beta=0.5]", "valid_ndcg@10": 0.048, "valid_cv": 0.64},
+             {"name": "PostHoc[posthoc_beta=1.0]", "valid_ndcg@10": 0.040, "valid_cv": 0.40}]
+    rows = [{"name": "A", "valid_ndcg@10": 0.049, "valid_cv": 0.60},    # between the points: beyond
+            {"name": "B", "valid_ndcg@10": 0.047, "valid_cv": 0.65},    # beta 0.5 is better in both
+            {"name": "C", "valid_ndcg@10": 0.040, "valid_cv": 0.40},    # ties beta 1.0 in both: dominated
+            {"name": "D", "valid_ndcg@10": 0.030, "valid_cv": 0.90}]    # every point beats it
+    got = script.beyond_front(rows, front)
+    assert got == {"A": [], "B": ["PostHoc[posthoc_beta=0.5]"], "C": ["PostHoc[posthoc_beta=1.0]"],
+                   "D": ["LLM-SASRec", "PostHoc[posthoc_beta=0.5]", "PostHoc[posthoc_beta=1.0]"]}
+
+    # the script: the front's runs (LLM-SASRec and each PostHoc point) are required and shown
+    runs = {"LLM-SASRec": _result(tmp_path / "l.json", 0.050, 0.80),
+            "PostHoc[posthoc_beta=0.5]": _result(tmp_path / "p5.json", 0.048, 0.64),
+            "PostHoc[posthoc_beta=1.0]": _result(tmp_path / "p1.json", 0.040, 0.40),
+            "A": _result(tmp_path / "a.json", 0.049, 0.60), "B": _result(tmp_path / "b.json", 0.047, 0.65)}
+    monkeypatch.setattr(script, "finished_run", lambda name, *args: runs.get(name))
+    chosen = script.main(["--rule=posthoc-front", "--dataset=toy", "--candidates=A,B", "--front_betas=0.5,1.0",
+                          f"--out_dir={tmp_path}"])
+    assert chosen["name"] == "A"
+    text = (tmp_path / "select-posthoc-front-toy.md").read_text()
+    assert "**Passed: A**" in text and "PostHoc[posthoc_beta=1.0] (front)" in text
+    assert "B: dominated by PostHoc[posthoc_beta=0.5] (front)" in text and "--front_betas=0.5,1.0" in text
+    with pytest.raises(SystemExit, match=r"PostHoc\[posthoc_beta=2.0\] \(seed 2020\)"):
+        script.main(["--rule=posthoc-front", "--dataset=toy", "--candidates=A", "--front_betas=0.5,2.0",
+                     f"--out_dir={tmp_path / 'x'}"])
