@@ -511,7 +511,7 @@ def summarise(result_files):
                 "gap": t[f"ndcggap@{TOPK}"],
                 "exposure_disparity": t[f"exposuredisparity@{TOPK}"],
                 "item_exposure_disparity": t[f"itemexposuredisparity@{TOPK}"],
-                "epochs": r["epochs_trained"],
+                "epochs": r.get("first_epoch", 0) + r["epochs_trained"],  # a resumed run counts them all
                 "sec_per_epoch": r["seconds_per_epoch"],
                 "seconds": r["total_seconds"],
             }

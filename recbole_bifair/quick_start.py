@@ -165,7 +165,10 @@ def write_result(config, started, dataset, model, trainer, train_data, test_data
         "best_valid_score": best_valid_score,
         "best_valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result or {}),
+        # epochs this process trained; a run resumed from a checkpoint (resume_checkpoint) started at
+        # first_epoch, so first_epoch + epochs_trained is the run's whole count
         "epochs_trained": len(trainer.epoch_seconds),
+        "first_epoch": int(getattr(trainer, "start_epoch", 0) or 0),
         "seconds_per_epoch": (sum(trainer.epoch_seconds) / len(trainer.epoch_seconds)) if trainer.epoch_seconds else None,
         "epoch_seconds": trainer.epoch_seconds,
         "total_seconds": time.time() - started,

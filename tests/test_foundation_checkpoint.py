@@ -64,6 +64,7 @@ def test_resume_through_the_runner_trains_only_the_remaining_epochs(trained, run
     resumed = run_bifair(model="SASRec", config_dict=tiny_config(run_folder / "data", epochs=3),
                          cmd_args=[f"--resume_checkpoint={copy}"])
     assert resumed["epochs_trained"] == 3 - (epoch + 1)
+    assert resumed["first_epoch"] == epoch + 1 and result["first_epoch"] == 0  # the run's count is their sum
 
 
 def test_load_data_and_model(trained):
