@@ -410,3 +410,17 @@ def test_dominated_by_lists_the_baselines_better_in_both_and_beyond_noise_in_one
     assert (rows.drop("BiFair")[["dominated_by", "dominated_by_point"]] == "").all().all()
     stem = fairness_script.write_outputs(table, "quick3", str(tmp_path / "out"), "header", [], dataset="tiny")
     assert "- BiFair: dominated by " + rows.loc["BiFair", "dominated_by"] in open(stem + ".md").read()
+
+
+def test_a_resumed_run_counts_its_epochs_from_the_start(fairness_script, tmp_path):
+    # a run resumed at epoch 15 that trained 12 more in its last process trained 27 in all; a result
+    # file written before first_epoch was recorded counts what its process trained (3 here)
+    resumed = _fake_run(str(tmp_path / "resumed"), 1, 0.5)
+    with open(resumed) as f:
+        record = json.load(f)
+    record.update(first_epoch=15, epochs_trained=12)
+    with open(resumed, "w") as f:
+        json.dump(record, f)
+    old = _fake_run(str(tmp_path / "old"), 2, 0.5)
+    table = fairness_script.summarise({"LLM-SASRec": [resumed, old], "SASRec": [resumed]}).set_index("method")
+    assert table.loc["SASRec", "epochs"] == 27 and table.loc["LLM-SASRec", "epochs"] == (27 + 3) / 2
