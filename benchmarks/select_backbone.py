@@ -55,7 +55,8 @@ def row(name, path):
     v, t = r["best_valid_result"], r["test_result"]
     return {"name": name, "valid_ndcg@10": v["ndcg@10"], "valid_cv": v["ndcgcv@10"],
             "test_ndcg@10": t["ndcg@10"], "test_cv": t["ndcgcv@10"],
-            "test_ndcg_pop5": t.get("groupndcg@10[pop5]", float("nan")), "epochs": r["epochs_trained"]}
+            "test_ndcg_pop5": t.get("groupndcg@10[pop5]", float("nan")),
+            "epochs": r.get("first_epoch", 0) + r["epochs_trained"]}  # a resumed run counts them all
 
 
 def mean_row(name, paths):
@@ -150,6 +151,13 @@ def main(argv=None):
         chosen = {"name": ", ".join(r["name"] for r in passed)} if passed else None
         why = "; ".join(f"{n}: " + (f"dominated by {', '.join(d)}" if d else "beyond the front")
                         for n, d in dominated.items())
+        # for the record, not the rule: the stricter reading against the interpolated curve
+        curve = [(f["valid_ndcg@10"], f["valid_cv"]) for f in reference]
+        for r in rows:
+            at = fairness.curve_cv(curve, r["valid_ndcg@10"])
+            r["valid_cv_minus_curve"] = float("nan") if at is None else r["valid_cv"] - at
+        why += (" (`valid_cv_minus_curve`, for the record: the candidate's validation CV minus the interpolated "
+                "curve's at its validation NDCG@10, fairness.curve_cv; below 0 beyond the curve)")
     else:
         chosen, why = select(rows), None
     import pandas as pd

@@ -119,6 +119,20 @@ def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominate
     text = (tmp_path / "select-posthoc-front-toy.md").read_text()
     assert "**Passed: A**" in text and "PostHoc[posthoc_beta=1.0] (front)" in text
     assert "B: dominated by PostHoc[posthoc_beta=0.5] (front)" in text and "--front_betas=0.5,1.0" in text
+    # for the record, the interpolated curve: A at 0.049 lies halfway between (0.050, 0.80) and (0.048, 0.64),
+    # where the curve is at 0.72 (A: -0.12); B at 0.047 is 7/8 of the way from (0.040, 0.40) to (0.048, 0.64),
+    # 0.61 (B: +0.04)
+    line_a = next(line for line in text.splitlines() if line.startswith("| A "))
+    line_b = next(line for line in text.splitlines() if line.startswith("| B "))
+    assert line_a.rstrip(" |").endswith("-0.1200") and line_b.rstrip(" |").endswith("0.0400")
     with pytest.raises(SystemExit, match=r"PostHoc\[posthoc_beta=2.0\] \(seed 2020\)"):
         script.main(["--rule=posthoc-front", "--dataset=toy", "--candidates=A", "--front_betas=0.5,2.0",
                      f"--out_dir={tmp_path / 'x'}"])
+
+
+def test_a_resumed_runs_row_counts_its_epochs_from_the_start(script, tmp_path):
+    path = _result(tmp_path / "r.json", 0.1, 0.5)
+    record = json.load(open(path))
+    json.dump({**record, "first_epoch": 20, "epochs_trained": 9}, open(path, "w"))
+    assert script.row("X", path)["epochs"] == 29
+    assert script.row("Y", _result(tmp_path / "old.json", 0.1, 0.5))["epochs"] == 7  # written before first_epoch
