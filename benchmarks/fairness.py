@@ -943,10 +943,11 @@ def main(argv=None):
     # seeds other than the profile's make a table of their own, never the profile's
     suffix = "" if seeds == PROFILES[args.profile]["seeds"] else "-seeds" + "-".join(map(str, seeds))
     # a headline row with fewer seeds than LLM-SASRec's is compared with LLM-SASRec over its own seeds
-    bases = {m: summarise({"LLM-SASRec": [files["LLM-SASRec"][row_seeds["LLM-SASRec"].index(s)] for s in row_seeds[m]]})
-             .set_index("method").loc["LLM-SASRec"] for m in HEADLINE
-             if m in row_seeds and "LLM-SASRec" in row_seeds and row_seeds[m] != row_seeds["LLM-SASRec"]
-             and covers(files, row_seeds, m, "LLM-SASRec")}
+    bases = {}
+    for m in HEADLINE:
+        if m in row_seeds and covers(files, row_seeds, m, "LLM-SASRec") and row_seeds[m] != row_seeds["LLM-SASRec"]:
+            base = seeds_of(files, row_seeds, "LLM-SASRec")
+            bases[m] = summarise({"LLM-SASRec": [base[s] for s in row_seeds[m]]}).set_index("method").loc["LLM-SASRec"]
     stem = write_outputs(table, args.profile, args.out_dir, header, paired, args.dataset, suffix, bases)
     print(f"wrote {stem}.md, .csv, -groups.png, -pareto.png in {time.time() - started:.0f} s")
 
