@@ -49,7 +49,8 @@ upper end of the paired bootstrap 95% interval of the row's CV minus LLM-SASRec'
 users (NaN for other rows, or without LLM-SASRec): below 0, CV is lower than LLM-SASRec's in every seed.
 ``cv_minus_posthoc_curve`` is the row's CV minus that of LLM-SASRec's post-hoc curve (LLM-SASRec and
 the PostHoc rows, interpolated; ``curve_cv``) at the row's NDCG@10, per seed, then averaged: below 0,
-the row is beyond the curve, not only beyond its measured points (``dominated_by``).
+the row is beyond the curve, not only beyond its measured points (``dominated_by``); the per-seed
+gaps are in ``cv_minus_posthoc_curve_per_seed`` and the ``.md``.
 
 ``--finished_only`` trains and evaluates nothing: the table is made from the runs that have
 finished (work folder or archive) for the requested methods and seeds, each row with its own seeds
@@ -705,25 +706,32 @@ def add_posthoc_curve_gap(table, result_files, seeds):
     and every ``PostHoc`` row with that seed) at the row's NDCG@10; the mean over the row's seeds.
     Below 0: fairer than post-hoc debiasing at equal accuracy, beyond the curve, not only beyond
     its measured points (``dominated_by``). NaN when a seed has fewer than two curve points or the
-    row is more accurate than every point of the curve. ``seeds`` as in ``seeds_of``."""
+    row is more accurate than every point of the curve. ``seeds`` as in ``seeds_of``.
+    ``cv_minus_posthoc_curve_per_seed`` holds the per-seed gaps as text (``2020:+0.056 ...``;
+    ``above`` for a seed more accurate than every curve point), so that one such seed, which makes
+    the mean NaN, does not hide the others."""
     import numpy as np
 
     table = table.copy()
     curve_rows = [m for m in table["method"] if is_posthoc_curve(m)]
-    gaps = []
+    gaps, texts = [], []
     for method in table["method"]:
         if not is_bifair(method):
             gaps.append(np.nan)
+            texts.append("")
             continue
-        per_seed = []
+        per_seed = {}
         for seed, path in seeds_of(result_files, seeds, method).items():
             points = [_test_point(by_seed[seed]) for by_seed in
                       (seeds_of(result_files, seeds, m) for m in curve_rows) if seed in by_seed]
             ndcg, cv = _test_point(path)
             at = curve_cv(points, ndcg) if len(points) >= 2 else None
-            per_seed.append(np.nan if at is None else cv - at)
-        gaps.append(float(np.mean(per_seed)) if per_seed else np.nan)
+            per_seed[seed] = np.nan if at is None else cv - at
+        gaps.append(float(np.mean(list(per_seed.values()))) if per_seed else np.nan)
+        texts.append(" ".join(f"{seed}:" + ("above" if np.isnan(gap) else f"{gap:+.3f}")
+                              for seed, gap in sorted(per_seed.items())))
     table["cv_minus_posthoc_curve"] = gaps
+    table["cv_minus_posthoc_curve_per_seed"] = texts
     return table
 
 
@@ -791,6 +799,10 @@ def write_outputs(table, profile, out_dir, header, paired=(), dataset="ml-100k",
                      f"post-hoc curve of the same seed (LLM-SASRec and the PostHoc rows; their lower envelope, linear "
                      f"between neighbours) at the row's NDCG@{TOPK}, mean over the row's seeds; below 0: fairer than "
                      f"post-hoc debiasing at equal accuracy; NaN: more accurate than every point of the curve.")
+        if "cv_minus_posthoc_curve_per_seed" in table:
+            lines.append("Per seed (`above`: more accurate than every point of that seed's curve): " + "; ".join(
+                f"{row['method']} {row['cv_minus_posthoc_curve_per_seed']}"
+                for _, row in table[table["method"].map(is_bifair)].iterrows()) + ".")
     lines.append(f"`cv_boot_std`: standard deviation of a run's CV over {N_BOOT} bootstrap resamples of its "
                  f"test users (sampling noise of one run; mean over seeds).")
     lines.append(f"`mgu`, `dgu`: IFairLRS's mean absolute and max-minus-min group unfairness (share of top-{TOPK} "

@@ -462,6 +462,9 @@ def test_cv_minus_posthoc_curve_by_hand_per_seed(fairness_script, tmp_path):
     assert got.loc["BiFair", "cv_minus_posthoc_curve"] == pytest.approx((-0.05 + 0.01) / 2)
     assert math.isnan(got.loc["BiFair-x", "cv_minus_posthoc_curve"])
     assert got.loc[["LLM-SASRec", "IPS"], "cv_minus_posthoc_curve"].isna().all()  # IPS is not on the curve
+    assert got.loc["BiFair", "cv_minus_posthoc_curve_per_seed"] == "2020:-0.050 2021:+0.010"
+    assert got.loc["BiFair-x", "cv_minus_posthoc_curve_per_seed"] == "2020:above 2021:above"
+    assert got.loc["IPS", "cv_minus_posthoc_curve_per_seed"] == ""
     # rows with their own seeds: BiFair has 2021 only, so only that seed's curve counts
     seeds = {m: [2020, 2021] for m in names}
     seeds["BiFair"] = [2021]
