@@ -708,8 +708,8 @@ def add_posthoc_curve_gap(table, result_files, seeds):
     its measured points (``dominated_by``). NaN when a seed has fewer than two curve points or the
     row is more accurate than every point of the curve. ``seeds`` as in ``seeds_of``.
     ``cv_minus_posthoc_curve_per_seed`` holds the per-seed gaps as text (``2020:+0.056 ...``;
-    ``above`` for a seed more accurate than every curve point), so that one such seed, which makes
-    the mean NaN, does not hide the others."""
+    ``above`` for a seed more accurate than every curve point, ``no curve`` for one with fewer than
+    two curve points), so that one such seed, which makes the mean NaN, does not hide the others."""
     import numpy as np
 
     table = table.copy()
@@ -726,10 +726,9 @@ def add_posthoc_curve_gap(table, result_files, seeds):
                       (seeds_of(result_files, seeds, m) for m in curve_rows) if seed in by_seed]
             ndcg, cv = _test_point(path)
             at = curve_cv(points, ndcg) if len(points) >= 2 else None
-            per_seed[seed] = np.nan if at is None else cv - at
-        gaps.append(float(np.mean(list(per_seed.values()))) if per_seed else np.nan)
-        texts.append(" ".join(f"{seed}:" + ("above" if np.isnan(gap) else f"{gap:+.3f}")
-                              for seed, gap in sorted(per_seed.items())))
+            per_seed[seed] = (np.nan, "no curve" if len(points) < 2 else "above") if at is None else (cv - at, "")
+        gaps.append(float(np.mean([gap for gap, _ in per_seed.values()])) if per_seed else np.nan)
+        texts.append(" ".join(f"{seed}:" + (why or f"{gap:+.3f}") for seed, (gap, why) in sorted(per_seed.items())))
     table["cv_minus_posthoc_curve"] = gaps
     table["cv_minus_posthoc_curve_per_seed"] = texts
     return table

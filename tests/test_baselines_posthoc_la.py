@@ -465,6 +465,11 @@ def test_cv_minus_posthoc_curve_by_hand_per_seed(fairness_script, tmp_path):
     assert got.loc["BiFair", "cv_minus_posthoc_curve_per_seed"] == "2020:-0.050 2021:+0.010"
     assert got.loc["BiFair-x", "cv_minus_posthoc_curve_per_seed"] == "2020:above 2021:above"
     assert got.loc["IPS", "cv_minus_posthoc_curve_per_seed"] == ""
+    # a seed whose curve has one point (no PostHoc run of it) gives no gap, and says so
+    lone = {m: (paths if m != "PostHoc[posthoc_beta=0.5]" else paths[:1]) for m, paths in files.items()}
+    got = fairness_script.add_posthoc_curve_gap(table, lone, [2020, 2021]).set_index("method")
+    assert got.loc["BiFair", "cv_minus_posthoc_curve_per_seed"] == "2020:-0.050 2021:no curve"
+    assert math.isnan(got.loc["BiFair", "cv_minus_posthoc_curve"])
     # rows with their own seeds: BiFair has 2021 only, so only that seed's curve counts
     seeds = {m: [2020, 2021] for m in names}
     seeds["BiFair"] = [2021]
