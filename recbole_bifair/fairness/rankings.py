@@ -59,14 +59,20 @@ def load_rankings(rankings_path, item_groups_path, k=None):
     the same length. The long tail is the last group (``groups.set_long_tail`` changes it).
 
     Raises DataError naming the file and its row (the header is row 1) for an empty file, a missing
-    column, a duplicated user or item, an item missing from the item groups file, a train_count that is not
-    a count, or a list shorter than k.
+    column, an empty item or group name, a duplicated user or item, an item listed twice in one row,
+    an item missing from the item groups file, a train_count that is not a count, or a list shorter
+    than k.
     """
     items = _read_csv(item_groups_path, ITEM_GROUPS_COLUMNS)
     rankings = _read_csv(rankings_path, RANKINGS_COLUMNS)
     for frame, path in ((items, item_groups_path), (rankings, rankings_path)):
         if frame.empty:
             raise DataError(f"{path} has no row after the header (row 1)")
+    for column, fix in (("item", "write the item's token"),
+                        ("group", "write the name of the item's group (an empty name would be a group of its own)")):
+        empty = np.flatnonzero((items[column].str.strip() == "").to_numpy())
+        if len(empty):
+            raise DataError(f"{item_groups_path} row {empty[0] + 2}, column {column}: empty; {fix}")
     _no_repeats(items["item"], item_groups_path, "item")
     _no_repeats(rankings["user"], rankings_path, "user",
                 hint="a rankings file has one row per evaluated user (put several targets in one row)")
@@ -85,10 +91,16 @@ def load_rankings(rankings_path, item_groups_path, k=None):
 
     def ids(text, row, column):
         try:
-            return [index[token] for token in text.split()]
+            found = [index[token] for token in text.split()]
         except KeyError as err:
             raise DataError(f"{rankings_path} row {row + 2}, column {column}: item {err} is not in "
                             f"{item_groups_path}; use the two files of the same run") from None
+        items = [i for i in found if i != 0]  # padding slots ([PAD]) may repeat
+        if len(set(items)) < len(items):
+            twice = next(i for n, i in enumerate(items) if i in items[:n])
+            raise DataError(f"{rankings_path} row {row + 2}, column {column}: item '{tokens[twice]}' is listed twice; "
+                            f"a row lists each item once (it would count twice)")
+        return found
 
     lists = [ids(text, r, "topk") for r, text in enumerate(rankings["topk"])]
     lengths = np.array([len(ranked) for ranked in lists])
