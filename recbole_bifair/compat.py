@@ -1,8 +1,8 @@
 """Every workaround for RecBole 1.2.1 on this stack (torch 2.13, numpy 1.26/2.x) lives here.
 
 Each item names the bug (numbering of shared/docs/RECBOLE.md) so that it can be deleted the day
-RecBole fixes it. ``apply()`` installs the process-wide ones; it is idempotent and is called when
-``recbole_bifair`` is imported (and again inside Ray workers, which import it afresh).
+RecBole fixes it. ``apply()`` installs the process-wide ones; it is idempotent and is called by
+``recbole_bifair.setup()`` (BiFairConfig, the entry points, and each Ray worker, a fresh process).
 """
 
 import copy
@@ -227,7 +227,13 @@ def init_device(final):
     gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
     final["gpu_id"] = gpu_id
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
-    cuda = len(gpu_id) > 0 and torch.cuda.is_available()
+    cuda = bool(final.get("use_gpu", True)) and len(gpu_id) > 0 and torch.cuda.is_available()
+    # RecBole ignores use_gpu and keeps its defaults (gpu_id '0', use_gpu True) on a machine
+    # without CUDA: the config, and its dump in the log, then name a GPU the run does not use.
+    # They say what it uses ('' is RecBole's gpu_id of a CPU run).
+    final["use_gpu"] = cuda
+    if not cuda:
+        final["gpu_id"] = ""
     if "local_rank" not in final:
         final["single_spec"] = True
         final["local_rank"] = 0

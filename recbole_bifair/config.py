@@ -16,7 +16,7 @@ import yaml
 from recbole.config import Config
 from recbole.utils import ModelType
 
-from recbole_bifair import compat
+from recbole_bifair import compat, setup
 from recbole_bifair.data.columns import complete_load_col
 from recbole_bifair.embedding.generate import check_embedding_file
 from recbole_bifair.errors import ConfigError
@@ -165,6 +165,7 @@ class BiFairConfig(Config):
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        setup()  # the group metrics must be registered before RecBole's Config checks `metrics`
         self._cmd_args = list(cmd_args or [])
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
         from recbole_bifair.data.sequence import resolve_train_mode, window_stride

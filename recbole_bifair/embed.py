@@ -19,6 +19,7 @@ output is ./dataset_embeddings/<dataset>/<dataset>.<encoder>.llmemb. The file pa
 import logging
 import sys
 
+from recbole_bifair import setup
 from recbole_bifair.cli import run_cli, split_flags
 from recbole_bifair.config import BiFairConfig
 from recbole_bifair.embedding import default_embedding_path, generate_item_embeddings, import_llmesr, import_matrix
@@ -47,6 +48,7 @@ def main(argv):
     # bare switches (--normalize) mean true
     argv = [f"{a}=true" if a[2:] in OPTION_FLAGS and OPTION_FLAGS[a[2:]][1] is bool else a for a in argv]
     flags, _, overrides = split_flags(argv, set(OPTION_FLAGS) | OTHER_FLAGS)
+    setup()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if "import_matrix" in flags or "import_llmesr" in flags:
         path = _import(flags, overrides)

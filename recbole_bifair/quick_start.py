@@ -10,7 +10,6 @@ time in one process), extra end-of-run reports, and one atomic JSON result file 
 recbole_bifair/trainer/distributed.py for what is shared and what rank 0 alone does.
 """
 
-import logging
 import os
 import sys
 import time
@@ -18,15 +17,19 @@ import uuid
 from collections.abc import MutableMapping
 from logging import getLogger
 
+import torch
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_local_time, init_logger, init_seed, set_color
+from recbole.utils import get_local_time, init_seed, set_color
 
 from recbole_bifair.compat import load_checkpoint
 from recbole_bifair.config import BiFairConfig, plugin_defaults
 from recbole_bifair.data.sequence import sequence_training_data
+from recbole_bifair.embedding.threads import CpuThreads
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness import end_of_run_report, validate_group_config
 from recbole_bifair.fileio import write_json_atomic
+from recbole_bifair.logging_setup import (CONSOLE, bifair_extras, epoch_line, header_line, init_logger, log_path,
+                                          metrics_line)
 from recbole_bifair.trainer import distributed
 from recbole_bifair.utils import get_model, get_trainer
 
@@ -39,13 +42,59 @@ RECORDED_KEYS = [
 ]
 
 
-def init_run_logger(config):
-    """RecBole's logger (file under ./log, coloured console), reset for each run in a process."""
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-        handler.close()
-    init_logger(config)
+def new_run_id(config):
+    """``<model>-<dataset>-<time>-<6 hex digits>``, the same on every process of a run: it names the
+    result file, the log file and the TensorBoard folder. ``get_local_time`` has one-second
+    resolution: parallel runs (Ray trials, the benchmark) need the random digits. A dot in the
+    dataset name becomes ``_``: RecBole names the TensorBoard folder by the log file's name up to
+    its first dot."""
+    dataset = str(config["dataset"]).replace(".", "_")
+    return distributed.broadcast_object(f"{config['model']}-{dataset}-{get_local_time()}-{uuid.uuid4().hex[:6]}")
+
+
+def init_run_logger(config, run_id=None):
+    """The run's logger (logging_setup: a quiet console, everything in ``log/<model>/<run_id>.log``),
+    reset for each run in a process; its first console line says what runs where. Returns the run
+    id (a new one when None)."""
+    run_id = run_id or new_run_id(config)
+    log_file = log_path(config["model"], run_id)
+    init_logger(config, log_file)
+    processes = 1 if config["single_spec"] else distributed.world_size()
+    getLogger().info(header_line(config["model"], config["dataset"], torch.get_num_threads(), config["device"],
+                                 log_file, processes), extra=CONSOLE)
+    return run_id
+
+
+def set_threads(config):
+    """Apply the key ``threads`` (torch.set_num_threads) and return the count. ``~``: as many as
+    the cores other processes leave idle, at most torch's current count (OMP_NUM_THREADS or its
+    default), measured as the encoder does (embedding/threads.py): two threads of one process
+    on a core shared with another job stall each other."""
+    threads = config["threads"]
+    if threads is None:
+        with CpuThreads() as idle:
+            threads = idle.threads
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1 or ~ (the idle cores), got {threads!r}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def console_epochs(config, trainer, callback_fn=None):
+    """A ``fit`` callback that puts one line per validated epoch on the console (``epoch_line``),
+    then calls ``callback_fn``."""
+    metric = config["valid_metric"].lower()
+
+    def after_validation(epoch_idx, valid_score):
+        loss = trainer.train_loss_dict[epoch_idx]
+        stats = getattr(trainer, "epoch_stats", None)
+        extras = bifair_extras(stats[-1]) if stats and stats[-1]["epoch"] == epoch_idx else []
+        getLogger().info(epoch_line(epoch_idx, config["epochs"], trainer.epoch_seconds[-1], float(loss), metric,
+                                    valid_score, trainer.cur_step == 0, extras), extra=CONSOLE)
+        if callback_fn:
+            callback_fn(epoch_idx, valid_score)
+
+    return after_validation
 
 
 def build_config(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
@@ -76,7 +125,8 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
     """
     started = time.time()
     config = config or build_config(model, dataset, config_file_list, config_dict, cmd_args)
-    init_run_logger(config)
+    set_threads(config)
+    run_id = init_run_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -87,14 +137,16 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
     validate_group_config(config, train_data._dataset)  # fail now, not after a long training
     if config["resume_checkpoint"]:
         trainer.resume_checkpoint(config["resume_checkpoint"])
+        logger.info(f"resumed {config['resume_checkpoint']} at epoch {trainer.start_epoch}", extra=CONSOLE)
 
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn,
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        callback_fn=console_epochs(config, trainer, callback_fn),
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     checkpoint = os.path.abspath(trainer.saved_model_file) if saved else None
     return write_result(config, started, dataset, model, trainer, train_data, test_data, best_valid_score,
-                        best_valid_result, test_result, checkpoint)
+                        best_valid_result, test_result, checkpoint, run_id=run_id)
 
 
 #: Keys that change what a trained model ranks, not what it learns (``evaluate_checkpoint``),
@@ -128,7 +180,7 @@ def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None
                           + "; ".join(f"{k}: trained {theirs.get(k, '<unset>')!r}, now {ours.get(k, '<unset>')!r}"
                                       for k in differ)
                           + f". Only {', '.join(RANKING_ONLY_KEYS)} may differ; train a model for the other keys")
-    init_run_logger(config)
+    run_id = init_run_logger(config)
     logger = getLogger()
     logger.info(f"evaluating {checkpoint_file} (no training)")
     dataset, (train_data, valid_data, test_data), model, trainer = prepare_run(config)
@@ -139,19 +191,19 @@ def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None
     test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
     return write_result(config, started, dataset, model, trainer, train_data, test_data,
                         valid_result[config["valid_metric"].lower()], valid_result, test_result, None,
-                        evaluated_checkpoint=os.path.abspath(checkpoint_file))
+                        run_id=run_id, evaluated_checkpoint=os.path.abspath(checkpoint_file))
 
 
 def write_result(config, started, dataset, model, trainer, train_data, test_data, best_valid_score,
-                 best_valid_result, test_result, checkpoint, **more):
-    """The end-of-run reports and the result JSON ``<results_dir>/<run_id>.json`` (rank 0 writes)."""
+                 best_valid_result, test_result, checkpoint, run_id=None, **more):
+    """The end-of-run reports and the result JSON ``<results_dir>/<run_id>.json`` (rank 0 writes);
+    ``run_id``: the one the run's log file has (``init_run_logger``), None: a new one."""
     logger = getLogger()
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(metrics_line("test", test_result), extra=CONSOLE)
 
-    # get_local_time has one-second resolution: parallel runs (Ray trials, the benchmark) need more
-    run_id = distributed.broadcast_object(
-        f"{config['model']}-{config['dataset']}-{get_local_time()}-{uuid.uuid4().hex[:6]}")
+    run_id = run_id or new_run_id(config)
     results_dir = config["results_dir"] or "results"
     main = distributed.is_main()  # under several processes, rank 0 alone writes files
     extras = end_of_run_report(config, trainer, test_data, results_dir, run_id) if main else {}
@@ -182,7 +234,7 @@ def write_result(config, started, dataset, model, trainer, train_data, test_data
     if main:
         write_json_atomic(result_path, result)
     result["result_file"] = os.path.abspath(result_path)
-    logger.info(set_color("result file", "yellow") + f": {result['result_file']}")
+    logger.info(f"result file: {result['result_file']}", extra=CONSOLE)
     distributed.barrier()  # no rank leaves (and tears the group down) while rank 0 still writes
     return result
 

@@ -21,11 +21,17 @@ usage: run_recbole_bifair --model=MODEL --dataset=DATASET [--config_files="A.yam
 
 Precedence (RecBole's): built-in defaults < config files < --KEY=VALUE.
 Keys of this plugin: results_dir (./results), data_path (dataset/), download_url (a mirror of
-the dataset zip), resume_checkpoint (a .pth file to continue training from).
+the dataset zip), resume_checkpoint (a .pth file to continue training from), threads (torch CPU
+threads; default ~: the cores other processes leave idle, at most OMP_NUM_THREADS or torch's
+default; --threads=1 on a machine shared with other jobs).
 
-Each run writes RESULTS_DIR/<model>-<dataset>-<time>.json (best validation and test metrics,
-seconds per epoch, the config values that matter, the checkpoint path), the checkpoint into
-./saved (checkpoint_dir), a log file into ./log and tensorboard events into ./log_tensorboard.
+The console shows what runs where (model, dataset, threads, device, log file), one line per
+validated epoch, the test result and the result file, and every warning; the log file holds
+everything (--state=DEBUG shows it all on the console too). Each run writes, under one run id
+<model>-<dataset>-<time>-<6 hex digits>: RESULTS_DIR/<run id>.json (best validation and test
+metrics, seconds per epoch, the config values that matter, the checkpoint path), the log file
+./log/<model>/<run id>.log, tensorboard events in ./log_tensorboard/<run id>, and the checkpoint
+into ./saved (checkpoint_dir).
 
 example: run_recbole_bifair --model=SASRec --dataset=ml-100k --epochs=5 --train_batch_size=512
          run_recbole_bifair --model=BiFairSASRec --dataset=ml-100k --nproc=2
@@ -33,6 +39,7 @@ example: run_recbole_bifair --model=SASRec --dataset=ml-100k --epochs=5 --train_
 
 import sys
 
+from recbole_bifair import setup
 from recbole_bifair.cli import run_cli, split_flags
 from recbole_bifair.errors import ConfigError
 
@@ -45,6 +52,7 @@ DISTRIBUTED_FLAGS = {"nproc": 1, "world_size": -1, "offset": 0, "ip": "localhost
 
 def main(argv):
     flags, _, overrides = split_flags(argv, {"model", "dataset", "config_files", *DISTRIBUTED_FLAGS})
+    setup()
     from recbole_bifair.quick_start import run
 
     config_files = flags.get("config_files", "").split() or None

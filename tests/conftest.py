@@ -12,7 +12,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # (RECBOLE.md item 10); subprocesses of the tests (CLI, Ray workers) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import recbole_bifair  # noqa: E402
 from tests.datagen import make_dataset  # noqa: E402
+
+# A run sets the plugin up (BiFairConfig, the entry points); tests also build RecBole's metrics,
+# collectors and datasets directly, which need its workarounds (numpy aliases, patched loaders).
+recbole_bifair.setup()
 
 
 @pytest.fixture

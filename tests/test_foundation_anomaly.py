@@ -27,11 +27,15 @@ def test_recbole_alone_switches_it_on():
 
 @pytest.mark.parametrize("code", [
     # RecBole's models imported first, as a user script might
-    "import recbole.model.sequential_recommender.sine\nimport recbole_bifair",
-    # RecBole's models, quick start and SINE's class imported after the plugin
-    "import recbole_bifair\nimport recbole.quick_start\nfrom recbole_bifair.utils import get_model\nget_model('SINE')",
+    "import recbole.model.sequential_recommender.sine\nimport recbole_bifair\nrecbole_bifair.setup()",
+    # RecBole's models, quick start and SINE's class imported after the plugin's set-up
+    "import recbole_bifair\nrecbole_bifair.setup()\nimport recbole.quick_start\n"
+    "from recbole_bifair.utils import get_model\nget_model('SINE')",
+    # a config is all a script builds before RecBole's objects: it sets the plugin up
+    "import recbole.model.sequential_recommender.sine\nfrom recbole_bifair.config import BiFairConfig\n"
+    "BiFairConfig(model='SASRec', dataset='ml-100k', config_dict={'state': 'WARNING'})",
 ])
-def test_importing_the_plugin_turns_it_off(code):
+def test_setting_the_plugin_up_turns_it_off(code):
     assert not anomaly_enabled_after(code)
 
 

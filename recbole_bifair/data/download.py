@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from recbole_bifair.config import RECBOLE_PROPERTIES
 from recbole_bifair.errors import DataError
+from recbole_bifair.logging_setup import CONSOLE
 
 ATOMIC_SUFFIXES = (".inter", ".item", ".user", ".kg", ".link", ".net")
 
@@ -39,7 +40,7 @@ def download_dataset(config, dataset_name, dataset_path, logger):
             f"RecBole dataset name. Put its atomic files ({dataset_name}.inter, and optionally "
             f"{dataset_name}.item / {dataset_name}.user) in {dataset_path}, or set data_path."
         )
-    logger.info(f"Dataset [{dataset_name}] is not in {dataset_path}: downloading {url}")
+    logger.info(f"Dataset [{dataset_name}] is not in {dataset_path}: downloading {url}", extra=CONSOLE)
     parent = os.path.dirname(dataset_path)
     created = _missing_parents(parent)
     os.makedirs(parent, exist_ok=True)
@@ -56,7 +57,7 @@ def download_dataset(config, dataset_name, dataset_path, logger):
             for folder in created:
                 if os.path.isdir(folder) and not os.listdir(folder):
                     os.rmdir(folder)
-    logger.info(f"Dataset [{dataset_name}] downloaded to {dataset_path}")
+    logger.info(f"Dataset [{dataset_name}] downloaded to {dataset_path}", extra=CONSOLE)
 
 
 def _missing_parents(folder):

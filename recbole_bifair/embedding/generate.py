@@ -18,6 +18,7 @@ from recbole_bifair.embedding.options import (
     EmbeddingOptions, config_value, embedding_dir, generate_missing, show_progress, slug,
 )
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.logging_setup import CONSOLE
 
 FORMAT_VERSION = 1
 
@@ -107,7 +108,8 @@ def generate_item_embeddings(config, output):
         logger.info(f"Item embeddings: reusing {output} (same item texts and encoder settings)")
         return output
 
-    logger.info(f"Item embeddings: encoding {len(items.texts)} items of {items.item_file} with {spec.name} into {output}")
+    logger.info(f"Item embeddings: encoding {len(items.texts)} items of {items.item_file} with {spec.name} into {output}",
+                extra=CONSOLE)
     started = time.time()
     encoder = TextEncoder(spec, options.pooling, options.max_length, device, options.dtype, options.trust_remote_code,
                           threads=options.threads)
@@ -134,5 +136,6 @@ def generate_item_embeddings(config, output):
         "threads": {str(k): v for k, v in sorted(encoder.threads_used.items())},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
-    logger.info(f"Item embeddings: {len(items.texts)} x {vectors.shape[1]} written to {output} in {seconds:.1f} s")
+    logger.info(f"Item embeddings: {len(items.texts)} x {vectors.shape[1]} written to {output} in {seconds:.1f} s",
+                extra=CONSOLE)
     return output

@@ -1,7 +1,7 @@
 """Item-group fairness: groups, the collector, registered metrics, reports, figures, rankings.
 
 Importing this package registers the group metrics into RecBole's evaluator, so it must be
-imported before a Config that lists them is built (``recbole_bifair`` does it on import).
+imported before a Config that lists them is built (``recbole_bifair.setup()`` does it).
 ``python -m recbole_bifair.fairness --rankings=... --item_groups=...`` computes the same report,
 with bootstrap intervals, from saved ranking files (``file_report.py``).
 """

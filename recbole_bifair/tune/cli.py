@@ -16,6 +16,7 @@ summary.json and pareto.png (when a second metric is named, by --objective=ACC,U
 
 import sys
 
+from recbole_bifair import setup
 from recbole_bifair.cli import run_cli, split_flags
 from recbole_bifair.errors import ConfigError
 
@@ -57,6 +58,7 @@ def main(argv):
     from recbole_bifair.tune.runner import plan_search, run_search
 
     plan_args, run_args = parse_args(argv)
+    setup()
     result = run_search(plan_search(**plan_args), **run_args)
     print(f"chosen trial: {result.chosen}")
     print(f"test result: {result.test_result}")

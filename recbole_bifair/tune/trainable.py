@@ -103,12 +103,12 @@ class EpochReporter:
 
 def train_trial(params, setup):
     """Ray Tune function trainable: ``params`` are the trial's sampled values."""
-    # Imported here: a Ray worker process starts bare, and importing the package applies the
-    # RecBole workarounds (compat.apply) there too.
-    from recbole_bifair import compat
+    # A Ray worker process starts bare: the RecBole workarounds and the group metrics must be
+    # installed there too.
+    import recbole_bifair
     from recbole_bifair.quick_start import build_config, init_run_logger, prepare_run
 
-    compat.apply()
+    recbole_bifair.setup()
     cpus = session.get_trial_resources().required_resources.get("CPU", 1)
     # Shared cores stall with one OpenMP pool per process at full width (RECBOLE.md item 10).
     torch.set_num_threads(max(1, int(cpus)))
