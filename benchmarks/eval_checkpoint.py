@@ -33,7 +33,7 @@ def main(argv=None):
         result = evaluate_checkpoint(args.checkpoint, config_file_list=args.config_files.split())
         print(result["result_file"])
         return
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(args.checkpoint, "checkpoint")
     config, model, dataset, train_data, valid_data, test_data = load_data_and_model(args.checkpoint)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.eval_collector.data_collect(train_data)

@@ -440,14 +440,14 @@ def resumable(folder, expected):
     BiFair, the whole loop state (exact, tests/test_bifair_trainer.py); other models continue
     from the same weights and optimiser with fresh random state."""
     from recbole_bifair.compat import load_checkpoint
-    from recbole_bifair.quick_start import recorded_config
+    from recbole_bifair.errors import ConfigError
 
     for path in sorted(glob.glob(os.path.join(folder, "saved", "*-last.pth")), key=os.path.getmtime, reverse=True):
         try:
-            checkpoint = load_checkpoint(path, map_location="cpu")
-        except Exception:  # noqa: BLE001 - an unreadable file is not a resume point; the run restarts
+            checkpoint = load_checkpoint(path)
+        except ConfigError:  # an unreadable or old-format file is not a resume point; the run restarts
             continue
-        if same_config(_plain(recorded_config(checkpoint["config"])), expected):
+        if same_config(_plain(checkpoint["config"]["recorded"]), expected):
             return path
     return None
 

@@ -7,6 +7,9 @@ RecBole fixes it. ``apply()`` installs the process-wide ones; it is idempotent a
 
 import copy
 import csv
+import os
+import pickle
+import re
 
 import numpy as np
 import torch
@@ -41,31 +44,120 @@ def disable_anomaly_detection():
     torch.autograd.set_detect_anomaly(False)
 
 
-# 2. torch >= 2.6 defaults to torch.load(weights_only=True); RecBole's checkpoints pickle the
-#    Config object, so Trainer.evaluate(load_best_model=True), resume_checkpoint and
-#    load_data_and_model all fail. Our own checkpoint files are trusted: load them in full.
-#    Only this function is used for that, never a global environment switch.
-def load_checkpoint(path, map_location=None):
-    return torch.load(path, map_location=map_location, weights_only=False)
+# 2. torch >= 2.6 loads with weights_only=True, and RecBole's checkpoints pickle its Config object
+#    (RecBole's Trainer.evaluate(load_best_model=True), resume_checkpoint and load_data_and_model
+#    then fail); loading them in full instead would let a crafted .pth run code. The plugin's
+#    trainers write checkpoints of tensors and plain data only (PluginTrainerMixin._save_checkpoint),
+#    and every load here is weights_only. Loads map to the CPU: the random generators' states
+#    must stay CPU ByteTensors, and a checkpoint written on a GPU must load on a machine without
+#    one; load_state_dict then copies the weights to the model's device.
+CHECKPOINT_KEYS = ("config", "epoch", "cur_step", "best_valid_score", "state_dict", "optimizer")
+CONFIG_KEYS = ("model", "dataset", "recorded", "config_dict")  # trainer.base.saved_config
+SAME_CONFIG = "the config must match the one it was trained with"
+
+
+def plain(value, default=None):
+    """``value`` as tensors and plain Python data, what a weights_only load accepts: numpy scalars
+    become numbers; any other object goes through ``default`` (TypeError without one)."""
+    if isinstance(value, np.generic):  # before float: numpy.float64 is a float
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, dict):
+        return {key: plain(item, default) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item, default) for item in value)
+    if default is None:
+        raise TypeError(f"a checkpoint holds tensors and plain data only, not {type(value).__name__}")
+    return default(value)
+
+
+def load_checkpoint(path, argument="checkpoint"):
+    """The checkpoint at ``path``, its tensors on the CPU, loaded without running any code.
+
+    Every way it can fail is a one-line ConfigError naming ``argument`` (the option or config key
+    that gave the path) and the file."""
+    path = str(path)
+    where = f"{argument} '{path}'"
+    if not os.path.isfile(path):
+        raise ConfigError(f"{where} does not exist: give the .pth file of a run (they are written to checkpoint_dir)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if refused is None:
+            raise ConfigError(f"{where} is a pickle torch cannot read without running code (a legacy or foreign "
+                              f"format): give the .pth file of a run") from None
+        raise ConfigError(f"{where} was not loaded: it holds Python objects ({refused.group(1)}) that only a load "
+                          f"able to run code would rebuild; it is an old-format checkpoint (RecBole's, or the "
+                          f"plugin's before checkpoints held data only) or a crafted file: retrain to get a "
+                          f"data-only one") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
+        raise ConfigError(f"{where} is truncated or not a torch file ({_first_line(err) or type(err).__name__}): "
+                          f"give the .pth file of a run, or retrain") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if not missing:
+        config = checkpoint["config"]
+        missing = [f"config {key}" for key in CONFIG_KEYS if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise ConfigError(f"{where} is a torch file but not a checkpoint of a run (no {', '.join(missing)}): give "
+                          f"the .pth file of a run (they are written to checkpoint_dir)")
+    return checkpoint
+
+
+def _first_line(err):
+    return str(err).strip().splitlines()[0] if str(err).strip() else ""
+
+
+def check_model(checkpoint, model_name, argument, path):
+    """ConfigError unless ``checkpoint`` was written by the model ``model_name``."""
+    trained = checkpoint["config"]["model"]
+    if str(trained).lower() != str(model_name).lower():
+        raise ConfigError(f"{argument} '{path}' was written by model {trained}, not {model_name}: use --model="
+                          f"{trained}, or a checkpoint of {model_name}")
+
+
+def load_weights(model, state_dict, argument, path):
+    """``model.load_state_dict(state_dict)`` (load_state_dict copies to the model's device), with a
+    one-line ConfigError naming ``argument`` instead of torch's dump of every mismatch."""
+    try:
+        model.load_state_dict(state_dict)
+    except ConfigError as err:  # a model's own check (BiFair models: the LLM table's shape)
+        raise ConfigError(f"{argument} '{path}': {err}") from None
+    except RuntimeError as err:
+        difference = _first_difference(model.state_dict(), state_dict) or f"does not fit: {_first_line(err)}"
+        raise ConfigError(f"{argument} '{path}' {difference}: {SAME_CONFIG}") from None
+
+
+def _first_difference(own, saved):
+    """What first tells the parameters of ``saved`` from the model's ``own``, or None."""
+    for name, tensor in own.items():
+        if name not in saved:
+            return f"has no parameter {name}"
+        if tuple(saved[name].shape) != tuple(tensor.shape):
+            return f"has {name} of shape {list(saved[name].shape)}, this config's model {list(tensor.shape)}"
+    extra = next((name for name in saved if name not in own), None)
+    return f"has a parameter {extra} that this config's model lacks" if extra is not None else None
 
 
 class CheckpointLoadingMixin:
-    """Trainer mixin: RecBole's checkpoint loading, with ``load_checkpoint`` (item 2)."""
+    """Trainer mixin: RecBole's checkpoint loading, safe and with clear errors (item 2)."""
 
     def resume_checkpoint(self, resume_file):
-        checkpoint = load_checkpoint(str(resume_file), map_location=self.device)
-        self.saved_model_file = str(resume_file)
+        path = str(resume_file)
+        checkpoint = load_checkpoint(path, "resume_checkpoint")
+        check_model(checkpoint, self.config["model"], "resume_checkpoint", path)
+        load_weights(self.model, checkpoint["state_dict"], "resume_checkpoint", path)
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"resume_checkpoint '{path}': its optimiser state does not fit this run's ({err}): "
+                              f"{SAME_CONFIG}") from None
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.saved_model_file = path
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-            self.logger.warning(
-                f"Checkpoint {resume_file} was written by model {checkpoint['config']['model']}, "
-                f"not {self.config['model']}: loading its weights may fail."
-            )
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
         self._load_extra_checkpoint_state(checkpoint)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
         return checkpoint
@@ -74,9 +166,9 @@ class CheckpointLoadingMixin:
         """Hook for trainers that store more than RecBole does."""
 
     def load_best_model(self, model_file=None):
-        checkpoint_file = model_file or self.saved_model_file
-        checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
+        checkpoint_file = str(model_file or self.saved_model_file)
+        checkpoint = load_checkpoint(checkpoint_file)
+        load_weights(self.model, checkpoint["state_dict"], "checkpoint", checkpoint_file)
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return checkpoint

@@ -21,7 +21,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_local_time, init_seed, set_color
 
-from recbole_bifair.compat import load_checkpoint
+from recbole_bifair.compat import check_model, load_checkpoint, load_weights
 from recbole_bifair.config import BiFairConfig, plugin_defaults
 from recbole_bifair.data.sequence import sequence_training_data
 from recbole_bifair.embedding.threads import CpuThreads
@@ -166,8 +166,9 @@ def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None
     Raises ConfigError naming the keys when the configs differ in anything else."""
     started = time.time()
     config = config or build_config(None, None, config_file_list, config_dict, cmd_args)
-    trained = load_checkpoint(checkpoint_file, map_location="cpu")
-    ours, theirs = recorded_config(config), recorded_config(trained["config"])
+    trained = load_checkpoint(checkpoint_file, "checkpoint_file")
+    check_model(trained, config["model"], "checkpoint_file", checkpoint_file)
+    ours, theirs = recorded_config(config), trained["config"]["recorded"]
     # a key added to the plugin after the checkpoint was written comes with a default that keeps
     # the old behaviour (as fairness.py's same_config assumes): unset in the checkpoint, it may
     # have that default now, nothing else
@@ -184,7 +185,7 @@ def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None
     logger = getLogger()
     logger.info(f"evaluating {checkpoint_file} (no training)")
     dataset, (train_data, valid_data, test_data), model, trainer = prepare_run(config)
-    model.load_state_dict(trained["state_dict"])
+    load_weights(model, trained["state_dict"], "checkpoint_file", checkpoint_file)
     model.load_other_parameter(trained.get("other_parameter"))
     trainer.eval_collector.data_collect(train_data)
     valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=config["show_progress"])
@@ -277,17 +278,24 @@ def recorded_config(config):
     return recorded
 
 
+#: Keys of a run on several processes: a checkpoint reloads in one process.
+PROCESS_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port", "backend")
+
+
 def load_data_and_model(model_file):
-    """RecBole's ``load_data_and_model`` for a checkpoint written by the plugin (torch 2.13-safe)."""
-    checkpoint = load_checkpoint(model_file)
-    config = checkpoint["config"]
+    """RecBole's ``load_data_and_model`` for a checkpoint written by the plugin: the Config rebuilt
+    from the config dict the checkpoint stores, on this machine's device."""
+    checkpoint = load_checkpoint(model_file, "model_file")
+    saved = checkpoint["config"]
+    config_dict = {k: v for k, v in saved["config_dict"].items() if k not in PROCESS_KEYS}
+    config = build_config(saved["model"], saved["dataset"], config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_run_logger(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
+    load_weights(model, checkpoint["state_dict"], "model_file", model_file)
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data
 

@@ -16,6 +16,7 @@ With ``bifair: False`` the model is the LLM-enhanced baseline and this trainer i
 Several processes: recbole_bifair/trainer/distributed.py (the calls marked ``distributed.``).
 """
 
+import contextlib
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,14 +29,14 @@ from torch.func import functional_call
 from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
+from recbole_bifair.compat import SAME_CONFIG, plain
 from recbole_bifair.data.sequence import head_targets
-from recbole_bifair.errors import BiFairError, ConfigError
+from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.groups import build_item_groups
-from recbole_bifair.fileio import atomic_path
 from recbole_bifair.model.bifair import LossCall
 from recbole_bifair.trainer.balancing import GroupBalancer, OnlineGroupDRO
 from recbole_bifair.trainer import distributed
-from recbole_bifair.trainer.base import PluginTrainerMixin
+from recbole_bifair.trainer.base import PluginTrainerMixin, diverged
 from recbole_bifair.trainer.hypergrad import get_hypergrad
 from recbole_bifair.trainer.meta_split import Cycle, split_meta
 from recbole_bifair.trainer.row_adam import RowwiseAdam
@@ -47,6 +48,18 @@ OFFSET_NAME = "group_offset"  # the model's group score offsets (group_offsets: 
 E_ROWS = "E_rows"  # outer_softmax sampled: the rows of E the outer step touches
 OUTER_SOFTMAXES = ("auto", "full", "sampled")
 SECOND_MOMENTS = ("row", "entry")  # outer_second_moment: RowwiseAdam or torch's SparseAdam
+
+
+def numpy_rng_state():
+    """numpy's global random state as plain data: (name, keys as an int64 tensor, pos, has_gauss,
+    cached_gaussian); numpy's own holds a uint32 array, which only a code-running load rebuilds."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def set_numpy_rng_state(state):
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def group_means(losses, group_ids, n_groups):
@@ -265,6 +278,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self._inner_data = self._meta = None
         self.last_model_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
         self._resumed_state = None
+        self._resumed_file = None
         if self.bifair and distributed.active():
             # the bi-level loop syncs its gradients itself (autograd.grad never reaches DDP's hooks)
             self.distributed_model = None
@@ -401,7 +415,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
 
         out = model.target_losses(interaction)
         if not torch.isfinite(out.losses).all():
-            raise self._nonfinite("training loss", epoch_idx)
+            raise self._nonfinite(epoch_idx)
         grouped = distributed.global_group_losses(self._group_losses(out))
         L_g, present = grouped.means, grouped.present
         # the Gram's products double as the logits' backward when the inner loss is the weighted
@@ -504,7 +518,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         try:
             result = self.hypergrad(inner_loss_fn, outer_loss_fn, theta, start, xi, **kwargs)
         except FloatingPointError as err:
-            raise self._nonfinite("hypergradient", epoch_idx) from err
+            raise self._nonfinite(epoch_idx, interaction) from err
         self.outer_optimizer.zero_grad(set_to_none=True)
         if sampled:
             # ranks touch different rows: their row gradients are merged row by row
@@ -542,12 +556,22 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
     def _next_meta_batch(self):
         return self._meta.next()
 
-    def _nonfinite(self, what, epoch_idx):
-        key = "hypergrad / outer_learning_rate" if what == "hypergradient" else "learning_rate"
-        return BiFairError(
-            f"{what} became NaN/Inf at epoch {epoch_idx}, step {self.global_step}: lower {key} or set "
-            f"clip_grad_norm / outer_clip_grad_norm. The last good checkpoint is kept: {self.saved_model_file}"
-        )
+    def _nonfinite(self, epoch_idx, batch=None):
+        """The error for a NaN/Inf in the step, naming the level that diverged. ``batch``: the
+        hypergradient failed, and the training loss on ``batch`` at the parameters the inner step
+        reached tells whether that step diverged (a huge learning_rate leaves theta finite but
+        the losses not) or the hypergradient itself; None: the training loss was not finite."""
+        if not all(torch.isfinite(t).all() for t in self._outer_variables().values()):
+            level = "outer"
+        elif batch is None:
+            level = "inner"
+        else:
+            with torch.no_grad():
+                level = "hypergradient" if torch.isfinite(self.model.target_losses(batch).losses).all() else "inner"
+        return diverged(level, epoch_idx, self.global_step, self._checkpoint_files())
+
+    def _checkpoint_files(self):
+        return {"best checkpoint": self.saved_model_file, "last epoch's checkpoint": self.last_model_file}
 
     # ----- logging ------------------------------------------------------------------------
     @torch.no_grad()
@@ -605,35 +629,22 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self.epoch_stats.append(record)
 
     # ----- checkpoints --------------------------------------------------------------------
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not distributed.is_main():
-            return
-        target = kwargs.get("saved_model_file", self.saved_model_file)
-        state = {
-            "config": self.config,
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": self.best_valid_score,
-            "best_valid_result": self.best_valid_result,
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
+    def _checkpoint_state(self, epoch):
+        return {
+            **super()._checkpoint_state(epoch),
+            "best_valid_result": plain(self.best_valid_result),
             "best_model_file": self.saved_model_file,
             "bifair": self._loop_state() if self.bifair else None,
         }
-        with atomic_path(target) as tmp:
-            torch.save(state, tmp, pickle_protocol=4)
-        if verbose:
-            self.logger.info(set_color("Saving current", "blue") + f": {target}")
 
     def _loop_state(self):
         state = {
             "global_step": self.global_step,
-            "epoch_stats": self.epoch_stats,
+            "epoch_stats": plain(self.epoch_stats),
             "outer_optimizer": self.outer_optimizer.state_dict() if self.outer_optimizer else None,
             "inner_balancer": self.inner_balancer.state_dict() if self.inner_balancer else None,
             "outer_balancer": self.outer_balancer.state_dict() if self.outer_balancer else None,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state(), "python": random.getstate()},
             "inner_loader_rng": self._inner_data.generator.get_state() if self._inner_data is not None else None,
             "meta_loader_rng": self._meta.loader.generator.get_state() if self._meta is not None else None,
         }
@@ -642,6 +653,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         return state
 
     def _load_extra_checkpoint_state(self, checkpoint):
+        self._resumed_file = self.saved_model_file  # resume_checkpoint's file
         self.best_valid_result = checkpoint.get("best_valid_result")
         if checkpoint.get("best_model_file"):
             self.last_model_file = self.saved_model_file
@@ -651,21 +663,31 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             self.global_step = state["global_step"]
             self.epoch_stats = list(state.get("epoch_stats", []))
             if self.outer_optimizer and state["outer_optimizer"]:
-                self.outer_optimizer.load_state_dict(state["outer_optimizer"])
+                with self._resume_mismatch():
+                    self.outer_optimizer.load_state_dict(state["outer_optimizer"])
             self._resumed_state = state  # balancers and loaders exist only after _setup
 
+    @contextlib.contextmanager
+    def _resume_mismatch(self):
+        """The balancers' and optimisers' ValueError on a checkpoint of another config, as a ConfigError."""
+        try:
+            yield
+        except ValueError as err:
+            raise ConfigError(f"resume_checkpoint '{self._resumed_file}': {err}; {SAME_CONFIG}") from None
+
     def _restore_loop_state(self, state):
-        if state["inner_balancer"] is not None:
-            self.inner_balancer.load_state_dict(state["inner_balancer"])
-        if state["outer_balancer"] is not None:
-            self.outer_balancer.load_state_dict(state["outer_balancer"])
+        with self._resume_mismatch():
+            if state["inner_balancer"] is not None:
+                self.inner_balancer.load_state_dict(state["inner_balancer"])
+            if state["outer_balancer"] is not None:
+                self.outer_balancer.load_state_dict(state["outer_balancer"])
         if state["inner_loader_rng"] is not None:
             self._inner_data.generator.set_state(state["inner_loader_rng"])
         if state["meta_loader_rng"] is not None and self._meta is not None:
             self._meta.loader.generator.set_state(state["meta_loader_rng"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
+        set_numpy_rng_state(rng["numpy"])
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
