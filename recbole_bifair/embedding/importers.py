@@ -3,7 +3,9 @@
 - ``import_matrix``: a ``.npy`` or ``.pt`` matrix with a token list (row i = the i-th token), as
   AlphaRec-style pipelines save them.
 - ``import_llmesr``: LLM-ESR's ``itm_emb_np.pkl`` (row j = item id j+1) with its ``id_map.json``
-  (``id2item``, or ``item2id``) giving each id's original item token.
+  (``id2item``, or ``item2id``) giving each id's original item token. A pickle can name any
+  Python function to call while it loads; this one is read by ``ArrayUnpickler``, which rebuilds
+  numpy arrays, numbers and lists and refuses everything else.
 """
 
 import json
@@ -29,15 +31,44 @@ def import_matrix(matrix_path, tokens_path, output):
     return write_feature_file(output, tokens, matrix, _metadata("matrix", matrix_path, tokens_file=tokens_path))
 
 
+#: The globals a pickled numpy array (or list of numpy numbers) refers to, for protocols 2 to 5,
+#: written by numpy 1 (``numpy.core``) or numpy 2 (``numpy._core``). ``_codecs.encode`` is how
+#: protocol 2 writes bytes.
+ARRAY_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    *((f"numpy.{core}.multiarray", "_reconstruct") for core in ("core", "_core")),
+    *((f"numpy.{core}.multiarray", "scalar") for core in ("core", "_core")),
+    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+})
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle named a global (``module.name``) that ``ArrayUnpickler`` does not rebuild."""
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays, numpy numbers and plain containers only: any
+    other global a pickle names (``os.system``, a class) is refused before it is looked up."""
+
+    def find_class(self, module, name):
+        if (module, name) not in ARRAY_GLOBALS:
+            raise RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def import_llmesr(pickle_path, id_map_path, output):
     """Write ``output`` from LLM-ESR's item embedding pickle and id map.
 
-    The pickle is unpickled: only import files you trust (it can run code, like any pickle).
-    """
+    The pickle is read by ``ArrayUnpickler``: a pickle that needs anything beyond numpy arrays and
+    numbers is refused with a DataError naming the global, and nothing in it runs."""
     try:
         with open(pickle_path, "rb") as f:
-            matrix = np.asarray(pickle.load(f))
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
+            matrix = np.asarray(ArrayUnpickler(f).load())
+    except RefusedGlobal as err:
+        raise DataError(f"{pickle_path} was not loaded: it names the global {err}, and an LLM-ESR embedding pickle "
+                        f"holds a numpy array only (a pickle can run code, so nothing else is read); save the "
+                        f"matrix with np.save and use --import_matrix") from None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
         raise DataError(f"cannot read the LLM-ESR embedding pickle {pickle_path} ({err})") from None
     if matrix.ndim != 2:
         raise DataError(f"{pickle_path}: expected a [items, dim] array, got shape {tuple(matrix.shape)}")
