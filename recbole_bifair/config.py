@@ -14,12 +14,14 @@ from pathlib import Path
 
 import yaml
 from recbole.config import Config
+from recbole.evaluator import metric_types
 from recbole.utils import ModelType
 
 from recbole_bifair import compat, setup
 from recbole_bifair.data.columns import complete_load_col
 from recbole_bifair.embedding.generate import check_embedding_file
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.schema import check_config
 from recbole_bifair.utils import available_models, get_model
 
 RECBOLE_PROPERTIES = Path(os.path.dirname(os.path.realpath(__import__("recbole").__file__))) / "properties"
@@ -185,6 +187,19 @@ class BiFairConfig(Config):
 
     def compatibility_settings(self):
         compat.ensure_numpy_aliases()
+
+    def _convert_config_dict(self, config_dict):
+        # RecBole 1.2.1 eval()s every string value of a config dict (its command line too, which
+        # _load_cmd_line replaces): a string such as "__import__('os').system(...)" would run.
+        # A config dict comes from Python, already typed: its values are taken as given.
+        return dict(config_dict)
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        # every layer merged, internal defaults included, and nothing read yet: the dataset's
+        # header is first read by _set_default_parameters, which runs next
+        check_config(final, metric_types)
+        return final
 
     def _init_device(self):
         compat.init_device(self.final_config_dict)  # CPU + gloo for several processes (compat item 12)

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 
@@ -36,13 +37,28 @@ def write_text_atomic(path, text):
 
 
 def write_json_atomic(path, obj):
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    """``obj`` as indented JSON; NaN and infinities are written as null (see ``to_json_value``)."""
+    write_text_atomic(path, json.dumps(to_json_value(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def _jsonable(value):
-    """Turn numpy/torch scalars and other odd values into JSON types instead of failing late."""
+def to_json_value(value):
+    """``value`` with JSON types only, recursively: a non-finite float becomes None (null).
+
+    Python's json writes NaN and Infinity, which are not JSON: strict readers (JavaScript's
+    JSON.parse, most other languages' parsers) reject the whole file. numpy/torch values become
+    Python numbers and lists first, so that their NaNs are caught too; anything else becomes its
+    string.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, dict):
+        return {key: to_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return to_json_value(value.tolist())
     if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
+        return to_json_value(value.item())
     return str(value)

@@ -175,7 +175,7 @@ def test_item_groups_csv(data, tmp_path):
     ({"item_groups": "attribute"}, "group_field", "group_field: class"),
     ({"item_groups": "attribute", "group_field": "genre"}, "group_field", "load_col"),
     ({"item_groups": "attribute", "group_field": "class", "group_multi_value": "all"}, "group_multi_value", "first, rarest"),
-    ({"valid_metric": "GroupNDCG@10[pop9]"}, "valid_metric", "pop1, pop2, pop3, pop4, pop5"),
+    ({"valid_metric": "GroupNDCG@10[pop9]", "metrics": ["GroupNDCG"]}, "valid_metric", "pop1, pop2, pop3, pop4, pop5"),
     ({"long_tail": "pareto"}, "long_tail", "group, share, threshold"),
     ({"long_tail": "share", "long_tail_share": 1.5}, "long_tail_share", "(0, 1]"),
     ({"long_tail_share": 0}, "long_tail_share", "(0, 1]"),
@@ -206,5 +206,5 @@ def test_group_names_differing_only_by_case_are_rejected():
 
 def test_valid_group_settings_pass(data):
     loaded, make_config, _ = data
-    groups = validate_group_config(make_config(valid_metric="GroupNDCG@10[POP5]"), loaded["tiny"])
+    groups = validate_group_config(make_config(valid_metric="GroupNDCG@10[POP5]", metrics=["GroupNDCG"]), loaded["tiny"])
     assert groups.n_groups == 5 and groups.kind == "popularity"

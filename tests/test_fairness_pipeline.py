@@ -71,7 +71,8 @@ def test_metrics_are_registered_with_their_direction(tmp_path):
     expected = {"NDCGCV@10": False, "NDCGGap@10": False, "ExposureDisparity@10": False,
                 "ItemExposureDisparity@10": False, "NDCGMinMean@10": True, "GroupNDCG@10[pop5]": True}
     for valid_metric, bigger in expected.items():
-        config = build_config("SASRec", config_dict=tiny_config(tmp_path, valid_metric=valid_metric, metrics=GROUP_METRICS))
+        config = build_config("SASRec", config_dict=tiny_config(tmp_path, valid_metric=valid_metric,
+                                                                 metrics=GROUP_METRICS + ["ItemExposureDisparity"]))
         assert config["valid_metric_bigger"] is bigger, valid_metric
 
 

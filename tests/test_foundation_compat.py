@@ -16,7 +16,7 @@ from tests.datagen import tiny_config
 
 def test_safe_collector_keeps_item_counts_that_recbole_crashes_on(tiny_data):
     config = BiFairConfig(model="SASRec", config_dict=tiny_config(
-        tiny_data, metrics=["ItemCoverage", "AveragePopularity"]))
+        tiny_data, metrics=["ItemCoverage", "AveragePopularity"], valid_metric="ItemCoverage@10"))
     train_data = data_preparation(config, create_dataset(config))[0]
 
     stock = Collector(config)

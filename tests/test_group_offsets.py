@@ -66,7 +66,7 @@ def test_only_the_second_order_term_moves_the_offsets(setup):
     (dict(bifair=False), "group_offsets: outer needs the outer level"),
     (dict(loss_type="BPR", train_neg_sample_args={"distribution": "uniform", "sample_num": 1}, train_mode="prefix"),
      "loss_type: CE or group_offsets: none"),
-    (dict(group_offsets="inner"), "group_offsets 'inner' is unknown"),
+    (dict(group_offsets="inner"), "group_offsets: 'inner' is not allowed; expected one of none, outer or ~"),
 ])
 def test_bad_offset_settings_name_the_fix(setup, overrides, key):
     settings = dict(group_offsets="outer")
@@ -187,7 +187,7 @@ def test_the_second_order_term_learns_the_prior_slope(setup):
 
 
 def test_unknown_offset_basis_names_the_fix(setup):
-    with pytest.raises(ConfigError, match="offset_basis 'items' is unknown; use one of group, interpolate, prior"):
+    with pytest.raises(ConfigError, match="offset_basis: 'items' is not allowed; expected one of group, interpolate, prior"):
         _build(setup, group_offsets="outer", offset_basis="items")
 
 

@@ -108,7 +108,7 @@ def test_sampled_training_where_there_is_no_full_ce_is_a_config_error(setup, mod
 
 
 def test_bad_sampled_keys_name_the_key(setup):
-    with pytest.raises(ConfigError, match="train_softmax 'some'"):
+    with pytest.raises(ConfigError, match="train_softmax: 'some' is not allowed"):
         _build(setup, train_softmax="some")
     with pytest.raises(ConfigError, match="train_negatives"):
         _build(setup, train_softmax="sampled", train_negatives=0)
@@ -159,7 +159,7 @@ def test_outer_softmax_auto_follows_the_catalog_size(setup):
         _build(setup, outer_softmax="sampled", outer_learner="sgd")
     with pytest.raises(ConfigError, match="outer_negatives"):
         _build(setup, outer_softmax="sampled", outer_negatives=0)
-    with pytest.raises(ConfigError, match="outer_second_moment 'column'"):
+    with pytest.raises(ConfigError, match="outer_second_moment: 'column' is not allowed"):
         _build(setup, outer_softmax="sampled", outer_second_moment="column")
-    with pytest.raises(ConfigError, match="outer_softmax 'half'"):
+    with pytest.raises(ConfigError, match="outer_softmax: 'half' is not allowed"):
         _build(setup, outer_softmax="half")

@@ -122,7 +122,7 @@ def test_train_mode_resolution_and_errors(setup):
     # asked for explicitly, an impossible mode stops the run when its config is built
     with pytest.raises(ConfigError, match="train_mode: prefix"):
         build_config(model="BERT4Rec", config_dict=tiny_config(root, train_mode="sequence"))
-    with pytest.raises(ConfigError, match="train_mode 'windows'"):
+    with pytest.raises(ConfigError, match="train_mode: 'windows' is not allowed"):
         build_config(model="SASRec", config_dict=tiny_config(root, train_mode="windows"))
     assert build_config(model="SASRec", config_dict=tiny_config(root, train_mode="prefix"))["train_mode"] == "prefix"
     with pytest.raises(ConfigError, match="seq_window_stride"):
