@@ -276,8 +276,10 @@ def archive_run(result_file, archive):
 
 #: Where a run writes or what it continued from, not what it computes: a run folder may be renamed
 #: (a tuning candidate that becomes a method's default moves into the method's folder), and a run
-#: resumed from its last checkpoint records ``resume_checkpoint``; both stay valid.
-LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
+#: resumed from its last checkpoint records ``resume_checkpoint``; both stay valid. ``threads`` says
+#: how a run was executed (its float rounding, not its method), and runs archived before the key
+#: existed must keep matching plans that set it.
+LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint", "threads")
 
 
 #: Sections of properties/overall.yaml that only the plugin's own models read: a stock RecBole
@@ -425,6 +427,10 @@ def launch(cmd, folder, threads, what, append=False):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=REPO)
     started = time.time()
     with open(os.path.join(folder, "run.log"), "a" if append else "w") as log:
+        # the run's console is quiet (warnings and a line per epoch): a line per attempt says which
+        # process wrote what follows, and that a resumed run appended to its first part
+        log.write(f"# {what}: {'resumed' if append else 'started'} {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        log.flush()
         proc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}); see {folder}/run.log")

@@ -150,9 +150,9 @@ def run_bifair(model=None, dataset=None, config_file_list=None, config_dict=None
 
 
 #: Keys that change what a trained model ranks, not what it learns (``evaluate_checkpoint``),
-#: and keys that say where a run writes.
+#: and keys that say where a run writes or how it was executed.
 RANKING_ONLY_KEYS = ("posthoc_beta", "rank_with_offsets")
-WHERE_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint")
+WHERE_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint", "threads")
 
 
 def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None, cmd_args=None, config=None):
