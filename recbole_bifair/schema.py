@@ -274,7 +274,7 @@ _ENTRIES = _keys(
     _k("hypergrad_unroll", "str", "optimizer",
        "The inner step the hypergradient differentiates through: optimizer (the step the inner optimiser took, "
        "linearised: Adam's preconditioned step; the SGD unroll made the second-order term 0.17% of the "
-       "hypergradient, issue 13) or sgd (theta - hypergrad_xi * g).", ("optimizer", "sgd")),
+       "hypergradient on ml-100k, METHOD.md 4) or sgd (theta - hypergrad_xi * g).", ("optimizer", "sgd")),
     _k("hypergrad_xi", "float", None,
        "hypergrad_unroll sgd: step size of the unrolled inner step; default: learning_rate.", "> 0"),
     _k("hypergrad_r", "float", 0.01, "Finite-difference radius: eps = r / ||v||.", "> 0"),

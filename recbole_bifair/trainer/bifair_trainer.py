@@ -124,7 +124,7 @@ def fused_inner_grads(out, parts, lam, group_ids, counts, params):
 
     which is what backpropagating the weighted loss through the logits computes, from the
     products the Gram already paid for. MGDA then costs the Gram's bookkeeping, not a second
-    logits-sized backward (issue 15; equal to autograd's gradient: tests/test_mgda_interval.py).
+    logits-sized backward (equal to autograd's gradient: tests/test_mgda_interval.py).
     This rank's rows only: the caller sums the ranks' gradients, as for autograd's.
     """
     S, V = out.shared
@@ -206,7 +206,7 @@ class Balancer:
         if last is not None and bool((last[present.cpu()] > 0).all()):
             # mgda_interval k > 1: between Gram steps the last weights are reused, restricted to
             # the groups in this batch (METHOD.md 5; the Gram is ~all of first-order BiFair's
-            # extra cost, issue 15). A group that has no weight yet (absent at the last Gram
+            # extra cost). A group that has no weight yet (absent at the last Gram
             # step) gets a fresh Gram instead. ``present`` is the global batch's, so every rank
             # takes the same branch.
             w = torch.where(present.cpu(), last, torch.zeros_like(last))

@@ -1,7 +1,7 @@
 """Row-wise lazy Adam for E under ``outer_softmax: sampled`` (METHOD.md 4b).
 
 ``torch.optim.SparseAdam`` keeps two moments per entry, each as large as E: on a 100k x 1024
-table, 0.8 GB on top of E and E0 (issue 15's memory target is 1.5x the baseline's peak). Here the
+table, 0.8 GB on top of E and E0 (the project's memory target is 1.5x the baseline's peak). Here the
 second moment is one number per row, the mean over the row of the squared gradient, as in
 FBGEMM's ``PARTIAL_ROWWISE_ADAM`` for embedding tables; the first moment stays per entry. Rows
 without gradient keep their values and moments (lazy, as SparseAdam). For a 1-D parameter (the

@@ -5,7 +5,7 @@ The outer level differentiates ``L_out(theta'(E), E)`` through one inner step. W
 learning rate), the textbook unroll. The inner optimiser is Adam, though, whose step per entry is
 ``lr m_hat / (sqrt(v_hat) + eps)``: for the gradients of a recommender (entries of 1e-4 to 1e-2)
 that is orders of magnitude larger than ``lr g``, so the SGD unroll makes the second-order term
-negligible (0.17% of the hypergradient on ml-100k, issue 13) and ``first_order`` and
+negligible (0.17% of the hypergradient on ml-100k) and ``first_order`` and
 ``finite_difference`` train the same model.
 
 ``hypergrad_unroll: optimizer`` unrolls the step the optimiser actually took: theta' is the
