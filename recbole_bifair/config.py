@@ -199,6 +199,11 @@ class BiFairConfig(Config):
         # every layer merged, internal defaults included, and nothing read yet: the dataset's
         # header is first read by _set_default_parameters, which runs next
         check_config(final, metric_types)
+        resume = final.get("resume_checkpoint")
+        if resume and not os.path.isfile(str(resume)):
+            # the file is read only after the data and the item table are ready: fail before those
+            raise ConfigError(f"resume_checkpoint '{resume}' does not exist: give the .pth file of a run "
+                              f"(they are written to checkpoint_dir)")
         return final
 
     def _init_device(self):

@@ -185,8 +185,7 @@ def test_resume_from_a_gpu_checkpoint_reproduces_the_uninterrupted_run(setup, mo
     gpu = as_if_saved_on("cuda:0", written, tmp_path / "gpu-last.pth", monkeypatch)
     loaded = load_checkpoint(gpu)
     # generator states must reach set_state as CPU ByteTensors, whatever device the file names
-    for state in (loaded["bifair"]["rng"]["torch"], loaded["bifair"]["inner_loader_rng"],
-                  loaded["bifair"]["meta_loader_rng"]):
+    for state in (loaded["rng"]["torch"], loaded["rng"]["loaders"]["inner"], loaded["rng"]["loaders"]["meta"]):
         assert state.device.type == "cpu" and state.dtype == torch.uint8
     resumed = run_bifair(model="BiFairSASRec", config_dict=bifair_config(root, emb, resume_checkpoint=gpu, **common))
     assert resumed["epochs_trained"] == 1 and resumed["test_result"] == full["test_result"]
@@ -284,3 +283,13 @@ def test_embed_help_states_the_pickle_risk(capsys):
     assert run_cli(embed.main, ["--help"], usage=embed.USAGE) == 0
     assert ("a pickle can run code as it loads: --import_llmesr reads numpy arrays and numbers only and refuses "
             "a pickle that names anything else") in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_missing_resume_checkpoint_stops_before_any_data_is_read(tmp_path, capsys):
+    """The config build refuses it: no dataset (here: none exists) and no item table are touched."""
+    missing = tmp_path / "missing.pth"
+    args = ["--model=SASRec", "--dataset=nowhere", f"--data_path={tmp_path}", f"--resume_checkpoint={missing}"]
+    assert run_cli(run_main, args) == 2
+    [line] = error_lines(capsys)
+    assert line == (f"error: resume_checkpoint '{missing}' does not exist: give the .pth file of a run "
+                    f"(they are written to checkpoint_dir)")
