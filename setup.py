@@ -31,7 +31,7 @@ setup(
         "matplotlib",
         "tensorboard",
     ],
-    extras_require={"test": ["pytest", "sentence-transformers"]},
+    extras_require={"test": ["pytest", "sentence-transformers", "mkdocs"]},
     entry_points={
         "console_scripts": [
             "run_recbole_bifair=recbole_bifair.run:console_main",
