@@ -1,6 +1,7 @@
 """What every trainer run through the plugin gets, stock RecBole trainers included."""
 
 import os
+import random
 import uuid
 
 import numpy as np
@@ -39,6 +40,60 @@ def diverged(level, epoch_idx, step, checkpoints):
     return ConfigError(f"{what} at {at}: {fix}. {saved}")
 
 
+def numpy_rng_state():
+    """numpy's global random state as plain data: (name, keys as an int64 tensor, pos, has_gauss,
+    cached_gaussian); numpy's own holds a uint32 array, which only a code-running load rebuilds."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def set_numpy_rng_state(state):
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def random_state(loaders):
+    """The process's random generators (torch, CUDA, numpy, Python) and those of ``loaders``
+    (``{name: loader}``, each shuffling with its own ``generator``), as tensors and plain data."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": numpy_rng_state(),
+        "python": random.getstate(),
+        "loaders": {name: loader.generator.get_state() for name, loader in loaders.items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state, loaders):
+    """Restore ``random_state``'s generators; of the loaders, those both the state and ``loaders`` name."""
+    torch.set_rng_state(state["torch"])
+    set_numpy_rng_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    for name, loader in loaders.items():
+        if name in state["loaders"]:
+            loader.generator.set_state(state["loaders"][name])
+
+
+def last_checkpoint_file(saved_model_file):
+    """The last validated epoch's checkpoint beside the best one, ``saved_model_file``."""
+    return saved_model_file[: -len(".pth")] + "-last.pth"
+
+
+def best_checkpoint_file(named, resumed):
+    """The best checkpoint that the last-epoch checkpoint ``resumed`` names (``named``): where the
+    run wrote it, else beside ``resumed`` (a run folder that was moved)."""
+    beside = os.path.join(os.path.dirname(resumed), os.path.basename(named))
+    for path in (named, beside):
+        if os.path.isfile(path):
+            return path
+    raise ConfigError(f"resume_checkpoint '{resumed}': its run's best checkpoint {named} is missing (not beside it "
+                      f"either): keep the run's two .pth files together, or resume from the best one")
+
+
 def saved_config(config):
     """A checkpoint's ``config``: the model and dataset, the recorded config (what result files
     hold, for comparing runs) and the config dict that rebuilds the Config (``load_data_and_model``),
@@ -56,11 +111,15 @@ def saved_config(config):
 
 class PluginTrainerMixin(CheckpointLoadingMixin):
     """Checkpoints of tensors and plain data, written atomically and loaded without running code
-    (compat item 2); a NaN training loss reported with the keys that fix it; the collector of the
-    item-group metrics (which also fixes RecBole's crashing one); the all-position loss on window
-    batches (sequence-level training, ``train_mode``); the seconds of every training epoch
-    (``epoch_seconds``) for the run's result file; and training windows and full ranking without
-    the padding of short histories for causal backbones (``trim_padding``, model/padding.py).
+    (compat item 2): the best epoch's (RecBole's) and, after every validation, the last epoch's
+    (``last_model_file``, ``<saved_model_file>-last.pth``), each holding what an exact resume
+    needs (``resume_checkpoint``: the random generators, the training loader's shuffle, the
+    early-stopping state, the best checkpoint's file); a NaN training loss reported with the keys
+    that fix it; the collector of the item-group metrics (which also fixes RecBole's crashing
+    one); the all-position loss on window batches (sequence-level training, ``train_mode``); the
+    seconds of every training epoch (``epoch_seconds``) for the run's result file; and training
+    windows and full ranking without the padding of short histories for causal backbones
+    (``trim_padding``, model/padding.py).
     Under several processes (trainer/distributed.py): one checkpoint name for all ranks, written by
     rank 0 and loaded from it, and evaluation that every rank runs in full (nothing to gather)."""
 
@@ -70,6 +129,10 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
         self.saved_model_file = os.path.join(
             self.checkpoint_dir, f"{config['model']}-{get_local_time()}-{uuid.uuid4().hex[:6]}.pth")
         self.saved_model_file = distributed.broadcast_object(self.saved_model_file)  # rank 0's file
+        self.last_model_file = last_checkpoint_file(self.saved_model_file)
+        self._train_data = None  # fit's training loader, whose shuffle a checkpoint keeps
+        self._resumed_file = None  # resume_checkpoint's file
+        self._resumed_random_state = None  # restored when fit starts, the loaders built
         self.eval_collector = FairnessCollector(config)
         self.epoch_seconds = []
         self.trim_padding = resolve_trim(config, model)
@@ -92,30 +155,77 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
             raise diverged("training", self._epoch_idx, None, self._checkpoint_files())
 
     def _checkpoint_files(self):
-        return {"best checkpoint": self.saved_model_file}
+        return {"best checkpoint": self.saved_model_file, "last epoch's checkpoint": self.last_model_file}
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        def after_validation(epoch_idx, valid_score):
+            # RecBole saves only improving epochs; a run resumes from the latest one
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=self.last_model_file)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        self._train_data = train_data
+        self._before_training(train_data)
+        if self._resumed_random_state is not None:
+            set_random_state(self._resumed_random_state, self._shuffled_loaders())
+            self._resumed_random_state = None
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                           show_progress=show_progress, callback_fn=after_validation)
+
+    def _before_training(self, train_data):
+        """Hook: what a trainer builds from the training data before its first epoch. A resumed
+        run's random state is restored after it: what it draws does not shift the epochs' draws."""
+
+    def _shuffled_loaders(self):
+        """The loaders whose shuffle a checkpoint keeps, by name."""
+        return {"train": self._train_data} if self._train_data is not None else {}
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         # RecBole's pickles its Config object, which only a code-running load rebuilds (compat item 2)
         if not distributed.is_main():
             return
+        if epoch == -1 and self._resumed_file is not None:
+            # RecBole's fit saves the current weights as the best model when no epoch is left to
+            # train; a resumed run's best checkpoint is the one it resumed with
+            return
         target = kwargs.get("saved_model_file", self.saved_model_file)
         state = self._checkpoint_state(epoch)
+        if target != self.saved_model_file:
+            state["best_model_file"] = self.saved_model_file
         with atomic_path(target) as tmp:
             torch.save(state, tmp)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {target}")
 
     def _checkpoint_state(self, epoch):
-        """What a checkpoint holds: RecBole's keys, as tensors and plain data."""
+        """What a checkpoint holds: RecBole's keys and the rest of the training state, as tensors
+        and plain data."""
         return {
             "config": saved_config(self.config),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": plain(self.best_valid_score),
+            "best_valid_result": plain(self.best_valid_result),
+            "train_loss_dict": plain(self.train_loss_dict),
             "state_dict": self.model.state_dict(),
             "other_parameter": plain(self.model.other_parameter()),
             "optimizer": self.optimizer.state_dict(),
+            "rng": random_state(self._shuffled_loaders()),
         }
+
+    def _load_extra_checkpoint_state(self, checkpoint):
+        self._resumed_file = self.saved_model_file  # resume_checkpoint's file
+        self.best_valid_result = checkpoint.get("best_valid_result")
+        self.train_loss_dict = dict(checkpoint.get("train_loss_dict") or {})
+        if checkpoint.get("best_model_file"):
+            # a last epoch's checkpoint: the run goes on saving improvements into its best one
+            self.last_model_file = self._resumed_file
+            self.saved_model_file = best_checkpoint_file(checkpoint["best_model_file"], self._resumed_file)
+        if self.cur_step > self.stopping_step:
+            # written at the epoch where early stopping ended the run: no epoch is left to train
+            self.epochs = self.start_epoch
+        self._resumed_random_state = checkpoint.get("rng")
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         # RecBole's fit() hands every trainer's epoch start and end time to this method, whatever

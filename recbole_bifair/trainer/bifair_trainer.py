@@ -17,11 +17,9 @@ Several processes: recbole_bifair/trainer/distributed.py (the calls marked ``dis
 """
 
 import contextlib
-import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
@@ -48,18 +46,6 @@ OFFSET_NAME = "group_offset"  # the model's group score offsets (group_offsets: 
 E_ROWS = "E_rows"  # outer_softmax sampled: the rows of E the outer step touches
 OUTER_SOFTMAXES = ("auto", "full", "sampled")
 SECOND_MOMENTS = ("row", "entry")  # outer_second_moment: RowwiseAdam or torch's SparseAdam
-
-
-def numpy_rng_state():
-    """numpy's global random state as plain data: (name, keys as an int64 tensor, pos, has_gauss,
-    cached_gaussian); numpy's own holds a uint32 array, which only a code-running load rebuilds."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
-
-
-def set_numpy_rng_state(state):
-    name, keys, pos, has_gauss, cached = state
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def group_means(losses, group_ids, n_groups):
@@ -276,9 +262,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
         self.item_groups = None
         self.inner_balancer = self.outer_balancer = None
         self._inner_data = self._meta = None
-        self.last_model_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
         self._resumed_state = None
-        self._resumed_file = None
         if self.bifair and distributed.active():
             # the bi-level loop syncs its gradients itself (autograd.grad never reaches DDP's hooks)
             self.distributed_model = None
@@ -334,18 +318,17 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             self._restore_loop_state(self._resumed_state)
             self._resumed_state = None
 
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        def after_validation(epoch_idx, valid_score):
-            # RecBole saves only improving epochs; a run resumes from the latest one.
-            if saved:
-                self._save_checkpoint(epoch_idx, verbose=False, saved_model_file=self.last_model_file)
-            if callback_fn:
-                callback_fn(epoch_idx, valid_score)
-
+    def _before_training(self, train_data):
         if self.bifair:
             self._setup(train_data)
-        return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
-                           show_progress=show_progress, callback_fn=after_validation)
+
+    def _shuffled_loaders(self):
+        loaders = super()._shuffled_loaders()
+        if self._inner_data is not None:
+            loaders["inner"] = self._inner_data
+        if self._meta is not None:
+            loaders["meta"] = self._meta.loader
+        return loaders
 
     # ----- training -----------------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -570,9 +553,6 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
                 level = "hypergradient" if torch.isfinite(self.model.target_losses(batch).losses).all() else "inner"
         return diverged(level, epoch_idx, self.global_step, self._checkpoint_files())
 
-    def _checkpoint_files(self):
-        return {"best checkpoint": self.saved_model_file, "last epoch's checkpoint": self.last_model_file}
-
     # ----- logging ------------------------------------------------------------------------
     @torch.no_grad()
     def _drift(self, rows_per_chunk=8192):
@@ -630,34 +610,20 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
 
     # ----- checkpoints --------------------------------------------------------------------
     def _checkpoint_state(self, epoch):
-        return {
-            **super()._checkpoint_state(epoch),
-            "best_valid_result": plain(self.best_valid_result),
-            "best_model_file": self.saved_model_file,
-            "bifair": self._loop_state() if self.bifair else None,
-        }
+        # the loaders and random generators are the mixin's (_shuffled_loaders)
+        return {**super()._checkpoint_state(epoch), "bifair": self._loop_state() if self.bifair else None}
 
     def _loop_state(self):
-        state = {
+        return {
             "global_step": self.global_step,
             "epoch_stats": plain(self.epoch_stats),
             "outer_optimizer": self.outer_optimizer.state_dict() if self.outer_optimizer else None,
             "inner_balancer": self.inner_balancer.state_dict() if self.inner_balancer else None,
             "outer_balancer": self.outer_balancer.state_dict() if self.outer_balancer else None,
-            "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state(), "python": random.getstate()},
-            "inner_loader_rng": self._inner_data.generator.get_state() if self._inner_data is not None else None,
-            "meta_loader_rng": self._meta.loader.generator.get_state() if self._meta is not None else None,
         }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        return state
 
     def _load_extra_checkpoint_state(self, checkpoint):
-        self._resumed_file = self.saved_model_file  # resume_checkpoint's file
-        self.best_valid_result = checkpoint.get("best_valid_result")
-        if checkpoint.get("best_model_file"):
-            self.last_model_file = self.saved_model_file
-            self.saved_model_file = checkpoint["best_model_file"]
+        super()._load_extra_checkpoint_state(checkpoint)
         state = checkpoint.get("bifair")
         if state:
             self.global_step = state["global_step"]
@@ -665,7 +631,7 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
             if self.outer_optimizer and state["outer_optimizer"]:
                 with self._resume_mismatch():
                     self.outer_optimizer.load_state_dict(state["outer_optimizer"])
-            self._resumed_state = state  # balancers and loaders exist only after _setup
+            self._resumed_state = state  # the balancers exist only after _setup
 
     @contextlib.contextmanager
     def _resume_mismatch(self):
@@ -681,13 +647,3 @@ class BiFairTrainer(PluginTrainerMixin, Trainer):
                 self.inner_balancer.load_state_dict(state["inner_balancer"])
             if state["outer_balancer"] is not None:
                 self.outer_balancer.load_state_dict(state["outer_balancer"])
-        if state["inner_loader_rng"] is not None:
-            self._inner_data.generator.set_state(state["inner_loader_rng"])
-        if state["meta_loader_rng"] is not None and self._meta is not None:
-            self._meta.loader.generator.set_state(state["meta_loader_rng"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        set_numpy_rng_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
