@@ -200,7 +200,8 @@ def _plain(value):
 
 def planned_config(config_files):
     """The config a run of these files records in its result JSON (no data is loaded)."""
-    from recbole_bifair.quick_start import build_config, recorded_config
+    from recbole_bifair.quick_start import build_config
+    from recbole_bifair.schema import recorded_config
 
     return _plain(recorded_config(build_config(config_file_list=list(config_files))))
 
@@ -440,11 +441,10 @@ def launch(cmd, folder, threads, what, append=False):
 def resumable(folder, expected):
     """The newest ``saved/*-last.pth`` in ``folder`` whose run had the planned config, or None.
 
-    The plugin's trainer writes it after every validation (BiFair models, LLM-SASRec and the
-    baselines built on them; RecBole's own SASRec writes none). A run killed with the session
-    continues from its last finished epoch: weights, optimisers, early-stopping state and, for
-    BiFair, the whole loop state (exact, tests/test_bifair_trainer.py); other models continue
-    from the same weights and optimiser with fresh random state."""
+    Every trainer run through the plugin writes it after every validation (RecBole's own SASRec
+    too). A run killed with the session continues from its last finished epoch: weights,
+    optimisers, early-stopping state, random states and, for BiFair, the whole loop state; the
+    result equals an uninterrupted run's (tests/test_resume_stock.py, tests/test_bifair_trainer.py)."""
     from recbole_bifair.compat import load_checkpoint
     from recbole_bifair.errors import ConfigError
 
