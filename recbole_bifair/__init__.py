@@ -12,10 +12,12 @@ def setup():
     """Install the RecBole workarounds (``compat.apply``), register the group metrics with
     RecBole's evaluator and silence the third-party warnings the plugin cannot fix at their
     cause (``logging_setup.quiet_known_warnings``). Idempotent."""
+    # imported on use: importing the package loads neither torch nor RecBole
     from recbole_bifair import compat
+    from recbole_bifair.data.download import download_dataset
     from recbole_bifair.fairness.metrics import register
     from recbole_bifair.logging_setup import quiet_known_warnings
 
-    compat.apply()
+    compat.apply(download_dataset)
     register()
     quiet_known_warnings()

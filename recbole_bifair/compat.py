@@ -10,25 +10,32 @@ import csv
 import os
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
+import recbole
 import torch
 
 from recbole.evaluator.collector import Collector
 
 from recbole_bifair.errors import ConfigError, DataError
 
+#: RecBole's own properties/ folder: its model yamls and the download urls of its datasets.
+RECBOLE_PROPERTIES = Path(os.path.dirname(os.path.realpath(recbole.__file__))) / "properties"
+
 _applied = False
 
 
-def apply():
-    """Install the process-wide workarounds (items 1, 4, 5, 11, 13 and 14)."""
+def apply(download_dataset):
+    """Install the process-wide workarounds (items 1, 4, 5, 11, 13 and 14). ``download_dataset``
+    replaces RecBole's download (item 5): recbole_bifair.data.download's, which sits above this
+    module (``recbole_bifair.setup()`` passes it)."""
     global _applied
     if _applied:
         return
     ensure_numpy_aliases()
     disable_anomaly_detection()
-    _patch_dataset_download()
+    _patch_dataset_download(download_dataset)
     _patch_atomic_file_reading()
     _patch_ddp_on_cpu()
     _patch_ensure_dir()
@@ -215,10 +222,8 @@ def ensure_numpy_aliases():
 #    exits with a bare traceback when offline. Replace it with recbole_bifair.data.download.
 #    (KnowledgeBasedDataset._download still fetches its extra kg_url file RecBole's way; this
 #    plugin has no knowledge-aware models.)
-def _patch_dataset_download():
+def _patch_dataset_download(download_dataset):
     from recbole.data.dataset import Dataset
-
-    from recbole_bifair.data.download import download_dataset
 
     def _download(self):
         download_dataset(self.config, self.dataset_name, self.dataset_path, self.logger)

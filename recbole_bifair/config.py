@@ -19,12 +19,12 @@ from recbole.utils import ModelType
 
 from recbole_bifair import compat, setup
 from recbole_bifair.data.columns import complete_load_col
+from recbole_bifair.data.sequence import resolve_train_mode, window_stride
 from recbole_bifair.embedding.generate import check_embedding_file
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.model.bifair import GROUP_OFFSETS, BiFairModel
 from recbole_bifair.schema import check_config
 from recbole_bifair.utils import available_models, get_model
-
-RECBOLE_PROPERTIES = Path(os.path.dirname(os.path.realpath(__import__("recbole").__file__))) / "properties"
 
 
 def properties_dir() -> Path:
@@ -134,8 +134,6 @@ def parse_cmd_args(args):
 
 
 def _uses_llm_embeddings(model_class):
-    from recbole_bifair.model.bifair import BiFairModel
-
     return isinstance(model_class, type) and issubclass(model_class, BiFairModel)
 
 
@@ -144,8 +142,6 @@ def resolve_group_offsets(config, model_class):
     whose outer level runs (``bifair`` and ``outer_level`` on) with the CE loss, ``none`` for every
     other model (the LLM-enhanced baseline, ablations without the outer level, BPR); asked for
     explicitly where it cannot work, an error."""
-    from recbole_bifair.model.bifair import GROUP_OFFSETS, BiFairModel
-
     mode = config["group_offsets"]
     is_bifair = isinstance(model_class, type) and issubclass(model_class, BiFairModel)
     outer = is_bifair and bool(config["bifair"]) and bool(config["outer_level"])
@@ -170,8 +166,6 @@ class BiFairConfig(Config):
         setup()  # the group metrics must be registered before RecBole's Config checks `metrics`
         self._cmd_args = list(cmd_args or [])
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-        from recbole_bifair.data.sequence import resolve_train_mode, window_stride
-
         # resolved here, so that a config built without a run (the benchmarks' planned configs)
         # records the mode and window the run will use, and a wrong request fails before any data
         # is read
@@ -251,8 +245,8 @@ class BiFairConfig(Config):
         super()._load_internal_config_dict(model, model_class, dataset)
         plugin = properties_dir()
         backbone = getattr(model_class, "backbone_name", None)
-        backbone_file = RECBOLE_PROPERTIES / "model" / f"{backbone}.yaml" if backbone else None
-        stock_file = RECBOLE_PROPERTIES / "model" / f"{model}.yaml"  # loaded by RecBole already
+        backbone_file = compat.RECBOLE_PROPERTIES / "model" / f"{backbone}.yaml" if backbone else None
+        stock_file = compat.RECBOLE_PROPERTIES / "model" / f"{model}.yaml"  # loaded by RecBole already
         plugin_model_file = plugin / "model" / f"{model}.yaml"
         # RecBole reads a model's yaml before its dataset and quick-start yamls; the backbone's
         # comes after them here. That order is harmless: RecBole's model yamls share no key with

@@ -23,6 +23,7 @@ from recbole.utils import get_local_time, init_seed, set_color
 
 from recbole_bifair.compat import check_model, load_checkpoint, load_weights
 from recbole_bifair.config import BiFairConfig, plugin_defaults
+from recbole_bifair.data.prepare import prepare_data
 from recbole_bifair.data.sequence import sequence_training_data
 from recbole_bifair.embedding.threads import CpuThreads
 from recbole_bifair.errors import ConfigError
@@ -30,16 +31,11 @@ from recbole_bifair.fairness import end_of_run_report, validate_group_config
 from recbole_bifair.fileio import write_json_atomic
 from recbole_bifair.logging_setup import (CONSOLE, bifair_extras, epoch_line, header_line, init_logger, log_path,
                                           metrics_line)
+from recbole_bifair.model.export import export_item_table
+from recbole_bifair.prior_probe import prior_probe
+from recbole_bifair.schema import recorded_config
 from recbole_bifair.trainer import distributed
 from recbole_bifair.utils import get_model, get_trainer
-
-#: Config keys recorded in every result file besides the model's own hyperparameters.
-RECORDED_KEYS = [
-    "seed", "learning_rate", "learner", "weight_decay", "train_batch_size", "eval_batch_size",
-    "epochs", "stopping_step", "eval_step", "loss_type", "MAX_ITEM_LIST_LENGTH", "eval_args",
-    "metrics", "topk", "valid_metric", "device", "data_path", "checkpoint_dir", "train_mode",
-    "seq_window_stride",
-]
 
 
 def new_run_id(config):
@@ -108,7 +104,7 @@ def prepare_run(config):
     """Dataset, splits, model and trainer for ``config``, seeded as RecBole does."""
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
-    train_data, valid_data, test_data = distributed.prepare_data(config, dataset)
+    train_data, valid_data, test_data = prepare_data(config, dataset)
     model_class = get_model(config["model"])
     train_data = sequence_training_data(config, train_data, model_class)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -250,32 +246,14 @@ def end_of_run_extras(config, dataset, model, trainer, train_data, test_data, re
     if not hasattr(model, "item_table"):
         return extras
     if config["prior_probe"]:
-        from recbole_bifair.prior_probe import prior_probe
-
         extras["prior_probe"] = prior_probe(config, model, train_data, test_data)
         for name, metrics in extras["prior_probe"].items():
             logger.info(set_color(f"prior probe on {name}", "yellow") + f": {metrics}")
     if config["export_llm_emb"]:
-        from recbole_bifair.model.export import export_item_table
-
         path = os.path.abspath(os.path.join(results_dir, f"{run_id}.llmemb"))
         extras["llm_emb_export"] = export_item_table(model, dataset, path)
         logger.info(set_color("refined item table", "yellow") + f": {path}")
     return extras
-
-
-def recorded_config(config):
-    """The config values that define the run: the model's hyperparameters, the plugin's keys
-    (``properties/overall.yaml``: BiFair's loop, groups, embeddings), what the user set, and the
-    common training/evaluation keys."""
-    keys = (list(RECORDED_KEYS) + list(config.model_config_keys) + list(getattr(config, "plugin_config_keys", []))
-            + list(config.external_config_dict))
-    recorded = {}
-    for key in dict.fromkeys(keys):
-        if key in config.final_config_dict:
-            value = config[key]
-            recorded[key] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
-    return recorded
 
 
 #: Keys of a run on several processes: a checkpoint reloads in one process.

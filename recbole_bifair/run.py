@@ -53,7 +53,7 @@ DISTRIBUTED_FLAGS = {"nproc": 1, "world_size": -1, "offset": 0, "ip": "localhost
 def main(argv):
     flags, _, overrides = split_flags(argv, {"model", "dataset", "config_files", *DISTRIBUTED_FLAGS})
     setup()
-    from recbole_bifair.quick_start import run
+    from recbole_bifair.quick_start import run  # loads torch and RecBole: not for --help or a bad flag
 
     config_files = flags.get("config_files", "").split() or None
     spread = {}

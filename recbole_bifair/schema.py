@@ -9,6 +9,9 @@ table::
 
     python -m recbole_bifair.schema --markdown > docs/config.md
 
+``recorded_config`` names the values that define a run (its result file and checkpoints hold
+them, and runs are compared by them).
+
 Value rules: ints are fine where floats are expected, floats are not ints, strings are never
 numbers, booleans are only true/false, and ``~`` (None) only where the entry allows it.
 """
@@ -426,6 +429,29 @@ SCHEMA = {key.name: key for key in _ENTRIES}
 def plugin_keys():
     """The keys of properties/overall.yaml, in its order."""
     return [key for key in _ENTRIES if key.section in PLUGIN_SECTIONS]
+
+
+#: Config keys recorded in every result file besides the model's own hyperparameters.
+RECORDED_KEYS = [
+    "seed", "learning_rate", "learner", "weight_decay", "train_batch_size", "eval_batch_size",
+    "epochs", "stopping_step", "eval_step", "loss_type", "MAX_ITEM_LIST_LENGTH", "eval_args",
+    "metrics", "topk", "valid_metric", "device", "data_path", "checkpoint_dir", "train_mode",
+    "seq_window_stride",
+]
+
+
+def recorded_config(config):
+    """The config values that define the run: the model's hyperparameters, the plugin's keys
+    (``properties/overall.yaml``: BiFair's loop, groups, embeddings), what the user set, and the
+    common training/evaluation keys."""
+    keys = (list(RECORDED_KEYS) + list(config.model_config_keys) + list(getattr(config, "plugin_config_keys", []))
+            + list(config.external_config_dict))
+    recorded = {}
+    for key in dict.fromkeys(keys):
+        if key in config.final_config_dict:
+            value = config[key]
+            recorded[key] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
+    return recorded
 
 
 def check_config(values, metric_types):

@@ -10,7 +10,10 @@ from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_bifair import trainer as plugin_trainers
+from recbole_bifair.compat import RECBOLE_PROPERTIES
 from recbole_bifair.errors import ConfigError
+from recbole_bifair.trainer.base import PluginTrainerMixin
 
 MODEL_FAMILIES = ["sequential_recommender"]
 
@@ -40,8 +43,6 @@ def get_model(model_name):
 
 def available_models():
     """Plugin models (found in their modules), then RecBole's (named by their yaml files)."""
-    from recbole_bifair.config import RECBOLE_PROPERTIES
-
     plugin = []
     for family in MODEL_FAMILIES:
         package = importlib.import_module(f"recbole_bifair.model.{family}")
@@ -55,18 +56,15 @@ def available_models():
 def get_trainer(model_type, model_name):
     """The plugin's ``<Model>Trainer`` (or the trainer a model names in ``trainer_name``),
     else RecBole's trainer for that model made to load checkpoints under torch 2.13."""
-    trainer_module = importlib.import_module("recbole_bifair.trainer")
     model_class = get_model(model_name)
     own = getattr(model_class, "trainer_name", None) or f"{model_name}Trainer"
-    if hasattr(trainer_module, own):
-        return getattr(trainer_module, own)
+    if hasattr(plugin_trainers, own):
+        return getattr(plugin_trainers, own)
     return _compatible(recbole_get_trainer(model_type, model_name))
 
 
 @lru_cache(maxsize=None)
 def _compatible(trainer_class):
-    from recbole_bifair.trainer.base import PluginTrainerMixin
-
     return type(trainer_class.__name__, (PluginTrainerMixin, trainer_class), {"__module__": __name__})
 
 

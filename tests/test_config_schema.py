@@ -22,7 +22,8 @@ from recbole.evaluator import metric_types
 
 from recbole_bifair import setup
 from recbole_bifair.cli import run_cli
-from recbole_bifair.config import RECBOLE_PROPERTIES, BiFairConfig, load_yaml_file, properties_dir
+from recbole_bifair.compat import RECBOLE_PROPERTIES
+from recbole_bifair.config import BiFairConfig, load_yaml_file, properties_dir
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fileio import to_json_value, write_json_atomic
 from recbole_bifair.run import main

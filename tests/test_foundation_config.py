@@ -88,7 +88,7 @@ def test_plugin_defaults_load_for_stock_models(tmp_path):
 def test_result_files_record_the_plugin_defaults(tmp_path):
     """A run's recorded config names BiFair's loop settings even when the user set none of them,
     so a result file says which defaults produced it."""
-    from recbole_bifair.quick_start import recorded_config
+    from recbole_bifair.schema import recorded_config
 
     config = BiFairConfig(model="BiFairSASRec", config_dict=tiny_config(tmp_path))
     recorded = recorded_config(config)

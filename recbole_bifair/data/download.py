@@ -15,7 +15,7 @@ import zipfile
 import yaml
 from tqdm import tqdm
 
-from recbole_bifair.config import RECBOLE_PROPERTIES
+from recbole_bifair.compat import RECBOLE_PROPERTIES
 from recbole_bifair.errors import DataError
 from recbole_bifair.logging_setup import CONSOLE
 

@@ -41,6 +41,7 @@ import torch
 from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
 from recbole.data.interaction import Interaction
 
+from recbole_bifair.data.prepare import seed_sampler
 from recbole_bifair.errors import ConfigError
 
 #: Interaction field of a window batch: the next item at every position, 0 where nothing is scored.
@@ -192,8 +193,6 @@ class SequenceTrainDataLoader(AbstractDataLoader):
         self.batch_targets = batch_targets or config["train_batch_size"]
         self.sample_size = self.n_windows
         super().__init__(config, dataset, sampler, shuffle=shuffle)
-        from recbole_bifair.trainer.distributed import seed_sampler  # (the trainer package imports this module)
-
         seed_sampler(self, config["seed"])
 
     def _init_batch_size_and_step(self):

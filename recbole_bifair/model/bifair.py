@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_bifair.data.sequence import TARGETS, is_sequence_batch
+from recbole_bifair.embedding import ensure_item_embeddings, load_item_embeddings
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fairness.groups import build_item_groups, item_train_counts
 from recbole_bifair.model.all_positions import scored_positions
@@ -90,8 +91,6 @@ class BiFairModel:
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        from recbole_bifair.embedding import ensure_item_embeddings, load_item_embeddings
-
         if config["loss_type"] not in ("CE", "BPR"):
             raise ConfigError(f"loss_type '{config['loss_type']}' is not supported; use CE or BPR")
         self.score = config["score"] or "dot"

@@ -15,6 +15,7 @@ from recbole_bifair.fairness.collector import FairnessCollector
 from recbole_bifair.fileio import atomic_path
 from recbole_bifair.model.all_positions import sequence_loss
 from recbole_bifair.model.padding import resolve_trim, trimmed_full_sort
+from recbole_bifair.schema import recorded_config
 from recbole_bifair.trainer import distributed
 
 INNER_FIX = "lower learning_rate or set clip_grad_norm (e.g. clip_grad_norm: {max_norm: 5})"
@@ -98,9 +99,6 @@ def saved_config(config):
     """A checkpoint's ``config``: the model and dataset, the recorded config (what result files
     hold, for comparing runs) and the config dict that rebuilds the Config (``load_data_and_model``),
     as plain data that loads without running code."""
-    # quick_start imports the trainers, so its function is imported on use
-    from recbole_bifair.quick_start import recorded_config
-
     return {
         "model": config["model"],
         "dataset": config["dataset"],

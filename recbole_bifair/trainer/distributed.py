@@ -13,12 +13,14 @@ What runs where:
   samples so that every rank has the same number of batches) and a rank's batch is
   ``step // world_size``, so the *global* batch is ``train_batch_size`` (in windows' targets under
   sequence-level training). The shards are reshuffled every epoch from the run's ``seed``
-  (``seed_sampler``: RecBole's sampler would use seed 0 whatever the run's seed). The meta split is
+  (``recbole_bifair.data.prepare``, which builds the loaders: RecBole's sampler would use seed 0
+  whatever the run's seed; ``set_sampler_epoch`` here, for each epoch). The meta split is
   the same on every rank (drawn with ``seed``) and its batches (``meta_batch_size``) are sharded
   the same way: each rank draws its own share of the global meta batch, reshuffled every pass.
   ``hvp_batch_size`` counts the targets of a rank's batch. Evaluation is not sharded: every rank
-  evaluates every user (``prepare_data``), so that metrics over the whole ranking (coverage, Gini,
-  the per-group report) are exact and the early-stopping decision is the same on every rank.
+  evaluates every user (``data.prepare.prepare_data``), so that metrics over the whole ranking
+  (coverage, Gini, the per-group report) are exact and the early-stopping decision is the same on
+  every rank.
 - Parameters. Model initialisation is seeded with ``seed + local_rank``, as in RecBole; the
   starting parameters are then rank 0's, broadcast (DDP does it for RecBole's loop, ``broadcast_module``
   for the bi-level loop).
@@ -43,13 +45,10 @@ What runs where:
 Outside a process group every helper is a no-op, so single-process runs are unchanged.
 """
 
-import contextlib
 import dataclasses
 
 import torch
 import torch.distributed as dist
-
-from recbole_bifair.errors import ConfigError
 
 
 def active():
@@ -170,50 +169,11 @@ def broadcast_object(obj, src=0):
     return box[0]
 
 
-def seed_sampler(loader, seed):
-    """Make a sharded loader's order depend on the run's seed (RecBole's ``DistributedSampler``
-    keeps its default seed 0, so that every seed would train on the same order)."""
-    sampler = getattr(loader, "sampler", None)
-    if isinstance(sampler, torch.utils.data.distributed.DistributedSampler):
-        sampler.seed = seed
-    return loader
-
-
 def set_sampler_epoch(loader, epoch):
     """Reshuffle a sharded loader for ``epoch`` (a ``DistributedSampler`` repeats its order otherwise)."""
     sampler = getattr(loader, "sampler", None)
     if isinstance(sampler, torch.utils.data.distributed.DistributedSampler) and getattr(loader, "shuffle", False):
         sampler.set_epoch(epoch)
-
-
-@contextlib.contextmanager
-def single_process_view(config):
-    """Loaders built inside read ``single_spec: True``: they are not sharded (evaluation)."""
-    final = config.final_config_dict
-    saved = final.get("single_spec", True)
-    final["single_spec"] = True
-    try:
-        yield config
-    finally:
-        final["single_spec"] = saved
-
-
-def prepare_data(config, dataset):
-    """RecBole's ``data_preparation``; under several processes, evaluation loaders that every rank
-    reads in full and a sharded training loader (RecBole's convention, above)."""
-    from recbole.data import data_preparation
-    from recbole.data.utils import get_dataloader
-    from recbole.utils import ModelType
-
-    if config["single_spec"]:
-        return data_preparation(config, dataset)
-    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
-        raise ConfigError("several processes (nproc/world_size) are not supported for knowledge-aware models")
-    with single_process_view(config):
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-    train_data = get_dataloader(config, "train")(
-        config, train_data._dataset, train_data._sampler, shuffle=config["shuffle"])
-    return seed_sampler(train_data, config["seed"]), valid_data, test_data
 
 
 def destroy():

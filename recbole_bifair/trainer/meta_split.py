@@ -5,9 +5,10 @@ import copy
 import torch
 from recbole.data.dataloader import TrainDataLoader
 
+from recbole_bifair.data.prepare import seed_sampler
 from recbole_bifair.data.sequence import SequenceTrainDataLoader
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.trainer.distributed import seed_sampler, set_sampler_epoch
+from recbole_bifair.trainer.distributed import set_sampler_epoch
 
 
 def split_meta(config, train_data):

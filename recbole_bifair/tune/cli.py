@@ -55,7 +55,7 @@ def parse_args(argv):
 
 
 def main(argv):
-    from recbole_bifair.tune.runner import plan_search, run_search
+    from recbole_bifair.tune.runner import plan_search, run_search  # loads Ray: not for --help
 
     plan_args, run_args = parse_args(argv)
     setup()

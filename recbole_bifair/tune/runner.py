@@ -22,6 +22,8 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from recbole_bifair.config import load_yaml_file, parse_cmd_args
 from recbole_bifair.errors import BiFairError, ConfigError
+from recbole_bifair.fileio import write_json_atomic
+from recbole_bifair.quick_start import build_config, init_run_logger, prepare_run
 from recbole_bifair.tune import report
 from recbole_bifair.tune.objective import Objective, smaller_is_better
 from recbole_bifair.tune.space import SearchSpace, parse_space_file
@@ -233,8 +235,6 @@ def _cuda_env_kept():
 
 
 def _driver_config(model, dataset, config_dict):
-    from recbole_bifair.quick_start import build_config
-
     with _cuda_env_kept():
         return build_config(model, dataset, config_dict=dict(config_dict))
 
@@ -347,8 +347,6 @@ def _check_experiment(plan, resume):
 def _save_settings(plan):
     if "://" in plan.experiment_path:
         return  # cloud storage: Ray keeps its own state there; the settings check is local only
-    from recbole_bifair.fileio import write_json_atomic
-
     write_json_atomic(os.path.join(plan.experiment_path, SETTINGS_FILE), plan.settings())
 
 
@@ -441,8 +439,6 @@ def _no_choice(table, objective):
 
 def evaluate_on_test(setup, params, checkpoint):
     """The chosen trial's kept model (its last checkpoint: the best epoch), on the test split."""
-    from recbole_bifair.quick_start import build_config, init_run_logger, prepare_run
-
     if checkpoint is None:
         raise SearchError("the chosen trial saved no checkpoint, so its model cannot be tested")
     with checkpoint.as_directory() as folder, _cuda_env_kept():

@@ -22,6 +22,9 @@ import ray
 import torch
 from ray.air import Checkpoint, session
 
+import recbole_bifair
+from recbole_bifair.quick_start import build_config, init_run_logger, prepare_run
+
 CHECKPOINT_MODEL = "model.pth"
 CHECKPOINT_STATE = "selection.json"
 
@@ -105,9 +108,6 @@ def train_trial(params, setup):
     """Ray Tune function trainable: ``params`` are the trial's sampled values."""
     # A Ray worker process starts bare: the RecBole workarounds and the group metrics must be
     # installed there too.
-    import recbole_bifair
-    from recbole_bifair.quick_start import build_config, init_run_logger, prepare_run
-
     recbole_bifair.setup()
     cpus = session.get_trial_resources().required_resources.get("CPU", 1)
     # Shared cores stall with one OpenMP pool per process at full width (RECBOLE.md item 10).
