@@ -64,7 +64,8 @@ class Import:
     implied: bool = False  # a package's __init__ that Python runs before the named module
 
     def __str__(self):
-        how = "implied by" if self.implied else "inside a function" if self.local else "top level"
+        how = "its package's __init__, run by the import on" if self.implied else (
+            "inside a function" if self.local else "top level")
         return f"{self.source} -> {self.target} ({how}, line {self.line})"
 
 
