@@ -257,5 +257,5 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
 
     def _map_reduce(self, result, num_sample):
         # RecBole averages the ranks' metrics over sharded evaluation data; here every rank
-        # evaluated every user (distributed.prepare_data), so each rank's result is already exact
+        # evaluated every user (data.prepare.prepare_data), so each rank's result is already exact
         return result
