@@ -10,10 +10,9 @@ the post-hoc baseline of a trained LLM-SASRec), written as a run's result file.
 import argparse
 import json
 import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if not __package__:  # run by path: see benchmarks/_path.py
+    import _path  # noqa: F401
 
 
 def main(argv=None):

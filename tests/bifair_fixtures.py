@@ -1,6 +1,5 @@
 """Helpers for the BiFair model/trainer tests: a tiny dataset with a random LLM table beside it."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -50,11 +49,3 @@ def build_bifair(setup, model="BiFairSASRec", **overrides):
     root, emb = setup
     return prepare_run(build_config(model=model, config_dict=bifair_config(root, emb, **overrides)))
 
-
-def load_fairness_script():
-    """``benchmarks/fairness.py`` as a module (it is a script, not part of the package)."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("fairness_bench", os.path.join(repo, "benchmarks", "fairness.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

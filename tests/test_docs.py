@@ -74,7 +74,8 @@ def test_the_layout_names_every_module_and_script_and_only_paths_that_exist():
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "recbole_bifair").rglob("*.py")
                if p.name != "__init__.py" and "__pycache__" not in p.parts}
     modules.add("recbole_bifair/__init__.py")  # holds setup(), unlike the subpackages' __init__ files
-    scripts = {p.relative_to(REPO).as_posix() for p in (REPO / "benchmarks").glob("*.py")}
+    scripts = {p.relative_to(REPO).as_posix() for p in (REPO / "benchmarks").rglob("*.py")
+               if p.name != "__init__.py" and "__pycache__" not in p.parts}  # the scripts and benchmarks/lib
     unnamed = sorted((modules | scripts) - paths)
     assert not unnamed, f"docs/layout.md does not name: {unnamed}"
 

@@ -1,6 +1,6 @@
 """A trained model evaluated under ranking-time keys without training
 (``recbole_bifair.quick_start.evaluate_checkpoint``), and the fairness benchmark's PostHoc points
-derived that way from LLM-SASRec's checkpoints (``benchmarks/fairness.py``: ``DERIVED``)."""
+derived that way from LLM-SASRec's checkpoints (``benchmarks.lib.methods.DERIVED``)."""
 
 import json
 import os
@@ -13,7 +13,9 @@ import yaml
 
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.quick_start import evaluate_checkpoint, load_data_and_model, run_bifair
-from tests.bifair_fixtures import bifair_config, bifair_setup, load_fairness_script
+from benchmarks import fairness
+from benchmarks.lib import archive, cache, protocol, runs
+from tests.bifair_fixtures import bifair_config, bifair_setup
 
 RANKING = dict(metrics=["NDCG", "Recall", "GroupNDCG", "NDCGCV"], topk=[10], save_rankings=True,
                eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"})
@@ -85,66 +87,64 @@ def test_any_other_difference_is_a_config_error_naming_the_key(trained):
 
 
 def _tiny_benchmark(tmp_path, monkeypatch):
-    """``(benchmarks/fairness.py as a module, data root)`` with a ``tiny`` dataset and a 1-epoch
-    ``quick`` budget."""
-    fairness = load_fairness_script()
+    """The data root of a ``tiny`` dataset for the fairness benchmark, with a 1-epoch ``quick`` budget."""
     root, emb = bifair_setup(tmp_path, monkeypatch)
-    monkeypatch.setitem(fairness.DATASETS, "tiny", bifair_config(root, emb))
-    monkeypatch.setitem(fairness.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
+    monkeypatch.setitem(protocol.DATASETS, "tiny", bifair_config(root, emb))
+    monkeypatch.setitem(protocol.BUDGETS, "quick", {"epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 8,
                                                     "inner_size": 16, "train_batch_size": 64})
-    return fairness, root
+    return root
 
 
 def test_the_benchmark_derives_posthoc_points_from_llm_sasrec(tmp_path, monkeypatch):
-    fairness, root = _tiny_benchmark(tmp_path, monkeypatch)
-    work, runs = str(tmp_path / "work" / "fairness-tiny-quick"), str(tmp_path / "runs")
-    point = dict(extra={"posthoc_beta": 1.0}, label="PostHoc[posthoc_beta=1.0]", archive_root=runs)
+    root = _tiny_benchmark(tmp_path, monkeypatch)
+    work, runs_root = str(tmp_path / "work" / "fairness-tiny-quick"), str(tmp_path / "runs")
+    point = dict(extra={"posthoc_beta": 1.0}, label="PostHoc[posthoc_beta=1.0]", archive_root=runs_root)
     with pytest.raises(RuntimeError, match="run it first"):
-        fairness.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
-    base, _ = fairness.run_one("LLM-SASRec", 2020, "quick", work, 1, "tiny", str(root), archive_root=runs)
-    path, seconds = fairness.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+        runs.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    base, _ = runs.run_one("LLM-SASRec", 2020, "quick", work, 1, "tiny", str(root), archive_root=runs_root)
+    path, seconds = runs.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
     result, trained = json.load(open(path)), json.load(open(base))
     assert seconds > 0 and result["epochs_trained"] == 0 and result["evaluated_checkpoint"] == trained["checkpoint"]
     assert result["config"]["posthoc_beta"] == 1.0 and "PostHoc__posthoc_beta-1.0-seed2020" in path
-    assert path.startswith(runs)  # archived like a trained run
-    again, seconds = fairness.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    assert path.startswith(runs_root)  # archived like a trained run
+    again, seconds = runs.run_one("PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
     assert (again, seconds) == (path, 0.0)
     # a derived result never stands for a trained run of the same config, and the other way round
-    folder = fairness.run_dir(work, "PostHoc[posthoc_beta=1.0]", 2020)
-    assert fairness.finished(folder, result["config"], fairness.archive_folder(folder, runs)) is None
-    assert fairness.finished(fairness.run_dir(work, "LLM-SASRec", 2020), trained["config"], derived=True) is None
+    folder = runs.run_dir(work, "PostHoc[posthoc_beta=1.0]", 2020)
+    assert cache.finished(folder, result["config"], archive.archive_folder(folder, runs_root)) is None
+    assert cache.finished(runs.run_dir(work, "LLM-SASRec", 2020), trained["config"], derived=True) is None
 
 
 def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, monkeypatch):
-    fairness, root = _tiny_benchmark(tmp_path, monkeypatch)
+    root = _tiny_benchmark(tmp_path, monkeypatch)
     work = str(tmp_path / "work" / "fairness-tiny-quick")
     point = dict(extra={"posthoc_beta": -0.5}, label="BiFair-PostHoc[posthoc_beta=-0.5]")
     with pytest.raises(RuntimeError, match="run it first"):
-        fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
-    base, _ = fairness.run_one("BiFair", 2020, "quick", work, 1, "tiny", str(root))
-    path, _ = fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+        runs.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
+    base, _ = runs.run_one("BiFair", 2020, "quick", work, 1, "tiny", str(root))
+    path, _ = runs.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root), **point)
     result, trained = json.load(open(path)), json.load(open(base))
     assert result["evaluated_checkpoint"] == trained["checkpoint"] and result["epochs_trained"] == 0
     assert result["config"]["posthoc_beta"] == -0.5 and trained["config"]["posthoc_beta"] == 0.0
     assert result["config"]["bifair"] is True and "BiFair-PostHoc__posthoc_beta--0.5-seed2020" in path
     # at beta 0 the derived point is BiFair's own trained model, metric for metric
-    zero, _ = fairness.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root),
-                               extra={"posthoc_beta": 0.0}, label="BiFair-PostHoc[posthoc_beta=0.0]")
+    zero, _ = runs.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root),
+                           extra={"posthoc_beta": 0.0}, label="BiFair-PostHoc[posthoc_beta=0.0]")
     assert json.load(open(zero))["test_result"] == trained["test_result"]
     # BiFair-train-logits: the same checkpoint ranked with the learned offsets added back
-    logits, _ = fairness.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root))
+    logits, _ = runs.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root))
     logits = json.load(open(logits))
     assert logits["evaluated_checkpoint"] == trained["checkpoint"] and logits["config"]["rank_with_offsets"] is True
     assert trained["config"]["rank_with_offsets"] is False and logits["test_result"] != trained["test_result"]
     # a derived point on a training key is evaluated from the base's point of that key
     tau = dict(extra={"dro_tau": 3.0})
     with pytest.raises(RuntimeError, match="run it first"):
-        fairness.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root), **tau,
-                         label="BiFair-train-logits[dro_tau=3.0]")
-    point_base, _ = fairness.run_one("BiFair", 2020, "quick", work, 1, "tiny", str(root), **tau,
-                                     label="BiFair[dro_tau=3.0]")
-    point, _ = fairness.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root), **tau,
-                                label="BiFair-train-logits[dro_tau=3.0]")
+        runs.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root), **tau,
+                     label="BiFair-train-logits[dro_tau=3.0]")
+    point_base, _ = runs.run_one("BiFair", 2020, "quick", work, 1, "tiny", str(root), **tau,
+                                 label="BiFair[dro_tau=3.0]")
+    point, _ = runs.run_one("BiFair-train-logits", 2020, "quick", work, 1, "tiny", str(root), **tau,
+                            label="BiFair-train-logits[dro_tau=3.0]")
     point, point_base = json.load(open(point)), json.load(open(point_base))
     assert point["evaluated_checkpoint"] == point_base["checkpoint"] != trained["checkpoint"]
     assert point["config"]["dro_tau"] == 3.0 and point["config"]["rank_with_offsets"] is True
@@ -153,25 +153,24 @@ def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, mon
 def test_a_renamed_base_folder_still_gives_its_checkpoint(tmp_path, monkeypatch):
     """A tuning candidate's folder renamed to the method's (it became the default): the base JSON
     names the checkpoint under the old folder; the derived run finds it under the new one."""
-    fairness, root = _tiny_benchmark(tmp_path, monkeypatch)
+    root = _tiny_benchmark(tmp_path, monkeypatch)
     work = tmp_path / "work" / "fairness-tiny-quick"
-    base, _ = fairness.run_one("LLM-SASRec", 2020, "quick", str(work), 1, "tiny", str(root))
+    base, _ = runs.run_one("LLM-SASRec", 2020, "quick", str(work), 1, "tiny", str(root))
     result = json.load(open(base))
     old = str(work / "candidate-seed2020" / "saved" / os.path.basename(result["checkpoint"]))
     json.dump({**result, "checkpoint": old}, open(base, "w"))
-    path, _ = fairness.run_one("PostHoc", 2020, "quick", str(work), 1, "tiny", str(root))
+    path, _ = runs.run_one("PostHoc", 2020, "quick", str(work), 1, "tiny", str(root))
     assert json.load(open(path))["evaluated_checkpoint"] == result["checkpoint"]
 
 
 def test_seeds_other_than_the_profiles_make_their_own_table(monkeypatch, tmp_path):
-    fairness = load_fairness_script()
     calls = []
 
     def fake_run_one(method, seed, *args, **kwargs):
         calls.append(seed)
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(fairness, "run_one", fake_run_one)
+    monkeypatch.setattr(runs, "run_one", fake_run_one)
     with pytest.raises(RuntimeError, match="stop"):
         fairness.main(["--profile=converge3", "--methods=SASRec", "--seeds=2022", "--jobs=1"])
     assert calls == [2022]

@@ -13,7 +13,6 @@ import yaml
 from recbole_bifair.compat import load_checkpoint
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.quick_start import run_bifair
-from tests.bifair_fixtures import load_fairness_script
 from tests.datagen import tiny_config
 
 #: On the tiny data both models pass their best epoch early and stop at stopping_step 1 before
@@ -144,7 +143,7 @@ def test_a_last_checkpoint_finds_its_best_one_in_a_moved_folder(tiny_data, tmp_p
 
 
 def test_the_fairness_benchmark_resumes_a_stock_run(tiny_data, tmp_path):
-    fairness = load_fairness_script()
+    from benchmarks.lib import cache
     folder = tmp_path / "run"
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(yaml.safe_dump(tiny_config(tiny_data, model="SASRec", results_dir=str(folder),
@@ -152,11 +151,11 @@ def test_the_fairness_benchmark_resumes_a_stock_run(tiny_data, tmp_path):
     files = [str(protocol)]
     with pytest.raises(Interrupted):
         run_bifair(config_file_list=files, callback_fn=interrupt_after_first_worse_epoch())
-    planned = fairness.planned_config(files)
-    assert fairness.finished(str(folder), planned) is None
+    planned = cache.planned_config(files)
+    assert cache.finished(str(folder), planned) is None
     [last] = [str(folder / "saved" / name) for name in os.listdir(folder / "saved") if name.endswith("-last.pth")]
-    assert fairness.resumable(str(folder), planned) == last
-    assert fairness.resumable(str(folder), {**planned, "learning_rate": 0.02}) is None
+    assert cache.resumable(str(folder), planned) == last
+    assert cache.resumable(str(folder), {**planned, "learning_rate": 0.02}) is None
     resumed = run_bifair(config_file_list=files, cmd_args=[f"--resume_checkpoint={last}"])
-    assert fairness.finished(str(folder), planned) == resumed["result_file"]
+    assert cache.finished(str(folder), planned) == resumed["result_file"]
     assert json.load(open(resumed["result_file"]))["first_epoch"] > 0

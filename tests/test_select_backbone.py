@@ -1,23 +1,13 @@
-"""The backbone rule of docs/METHOD.md (``benchmarks/tune_backbone.select``) and its script for
+"""The selection rules of docs/METHOD.md (``benchmarks.lib.selection``) and their script for
 finished fairness-benchmark runs (``benchmarks/select_backbone.py``)."""
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-
-
-@pytest.fixture(scope="module")
-def script():
-    sys.path.insert(0, BENCH)
-    spec = importlib.util.spec_from_file_location("select_backbone", os.path.join(BENCH, "select_backbone.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import select_backbone as script
+from benchmarks.lib import selection
 
 
 def _result(path, valid_ndcg, valid_cv, test_ndcg=0.5, test_cv=0.5):
@@ -28,35 +18,35 @@ def _result(path, valid_ndcg, valid_cv, test_ndcg=0.5, test_cv=0.5):
     return str(path)
 
 
-def test_the_rule_takes_the_fairest_within_two_percent_of_the_best(script, tmp_path, monkeypatch):
+def test_the_rule_takes_the_fairest_within_two_percent_of_the_best(tmp_path, monkeypatch):
     # 98% of the best (0.100) is 0.098: 0.0985 is in with CV 0.5, 0.0975 is out despite CV 0.1;
     # the test columns (reversed on purpose) play no part
     runs = {"SASRec": _result(tmp_path / "s.json", 0.2, 0.9),
             "A": _result(tmp_path / "a.json", 0.100, 0.6, test_ndcg=0.01),
             "B": _result(tmp_path / "b.json", 0.0985, 0.5, test_ndcg=0.001, test_cv=2.0),
             "C": _result(tmp_path / "c.json", 0.0975, 0.1, test_ndcg=0.9, test_cv=0.0)}
-    monkeypatch.setattr(script, "finished_run", lambda name, *args: runs.get(name))
+    monkeypatch.setattr(selection, "finished_run", lambda name, *args: runs.get(name))
     script.main(["--dataset=toy", "--candidates=A,B,C", f"--out_dir={tmp_path}"])
     text = (tmp_path / "select-backbone-toy.md").read_text()
     assert "**Chosen: B**" in text and "SASRec (ID, reference)" in text  # SASRec is shown, never chosen
     rows = [{"name": n, "valid_ndcg@10": v, "valid_cv": c} for n, v, c in
             [("X", 0.05, 0.2), ("Y", 0.051, 0.9), ("Z", 0.0499, 0.4)]]
-    assert script.select(rows)["name"] == "X"  # the line is 0.04998: Z is just out, X beats Y on CV
+    assert selection.select_backbone(rows)["name"] == "X"  # the line is 0.04998: Z is just out, X beats Y on CV
 
 
-def test_an_unfinished_candidate_stops_with_the_command_to_run(script, tmp_path, monkeypatch):
-    monkeypatch.setattr(script, "finished_run", lambda name, *args: None)
+def test_an_unfinished_candidate_stops_with_the_command_to_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(selection, "finished_run", lambda name, *args: None)
     with pytest.raises(SystemExit, match=r"not finished .*--profile=converge --dataset=toy --seeds=2020\): A \(seed 2020\)"):
         script.main(["--dataset=toy", "--candidates=A", f"--out_dir={tmp_path}"])
     assert not os.listdir(tmp_path)  # nothing written
 
 
-def test_the_rule_reads_means_over_the_seeds(script, tmp_path, monkeypatch):
+def test_the_rule_reads_means_over_the_seeds(tmp_path, monkeypatch):
     # A wins seed 2020 alone (B under the 98% line there), but over the two seeds B's mean
     # validation NDCG@10 (0.0975) is within 98% of A's (0.0985) and B is fairer: B is chosen
     runs = {("A", 2020): _result(tmp_path / "a0.json", 0.100, 0.6), ("A", 2021): _result(tmp_path / "a1.json", 0.097, 0.6),
             ("B", 2020): _result(tmp_path / "b0.json", 0.095, 0.4), ("B", 2021): _result(tmp_path / "b1.json", 0.100, 0.4)}
-    monkeypatch.setattr(script, "finished_run", lambda name, dataset, data_path, seed, *args: runs.get((name, seed)))
+    monkeypatch.setattr(selection, "finished_run", lambda name, dataset, data_path, seed, *args: runs.get((name, seed)))
     script.main(["--dataset=toy", "--candidates=A,B", "--seeds=2020", f"--out_dir={tmp_path}"])
     assert "**Chosen: A**" in (tmp_path / "select-backbone-toy.md").read_text()
     script.main(["--dataset=toy", "--candidates=A,B", "--seeds=2020,2021", f"--out_dir={tmp_path}"])
@@ -65,26 +55,26 @@ def test_the_rule_reads_means_over_the_seeds(script, tmp_path, monkeypatch):
     assert "SASRec" not in text  # its runs are not there: no reference row
 
 
-def test_the_bifair_rule_reads_the_floor_then_the_target_against_llm_sasrec(script, tmp_path, monkeypatch):
+def test_the_bifair_rule_reads_the_floor_then_the_target_against_llm_sasrec(tmp_path, monkeypatch):
     # LLM-SASRec validation 0.100 / CV 0.60: the floor is 0.097, the CV target 0.45
     reference = {"name": "LLM-SASRec (reference)", "valid_ndcg@10": 0.100, "valid_cv": 0.60}
     rows = [{"name": "A", "valid_ndcg@10": 0.0975, "valid_cv": 0.50},
             {"name": "B", "valid_ndcg@10": 0.0970, "valid_cv": 0.40},   # on the floor (>=), fairer: chosen
             {"name": "C", "valid_ndcg@10": 0.0969, "valid_cv": 0.10}]   # just under the floor
-    assert script.select_bifair(rows, reference)[0]["name"] == "B"
+    assert selection.select_bifair(rows, reference)[0]["name"] == "B"
     # nobody at the floor: the most accurate with CV <= 0.45 (C at 0.44 beats D; E is too unfair)
     rows = [{"name": "C", "valid_ndcg@10": 0.090, "valid_cv": 0.44},
             {"name": "D", "valid_ndcg@10": 0.080, "valid_cv": 0.20},
             {"name": "E", "valid_ndcg@10": 0.095, "valid_cv": 0.46}]
-    chosen, why = script.select_bifair(rows, reference)
+    chosen, why = selection.select_bifair(rows, reference)
     assert chosen["name"] == "C" and "no candidate reaches" in why
-    assert script.select_bifair([rows[2]], reference)[0] is None  # neither floor nor target: no choice
+    assert selection.select_bifair([rows[2]], reference)[0] is None  # neither floor nor target: no choice
 
     # the script: LLM-SASRec's runs are the reference (required), written to select-bifair-<dataset>.md
     runs = {"LLM-SASRec": _result(tmp_path / "l.json", 0.100, 0.60),
             "BiFair": _result(tmp_path / "b.json", 0.0980, 0.50),
             "BiFair[dro_tau=3.0]": _result(tmp_path / "b3.json", 0.0990, 0.55)}
-    monkeypatch.setattr(script, "finished_run", lambda name, *args: runs.get(name))
+    monkeypatch.setattr(selection, "finished_run", lambda name, *args: runs.get(name))
     chosen = script.main(["--rule=bifair", "--dataset=toy", "--candidates=BiFair,BiFair[dro_tau=3.0]",
                           f"--out_dir={tmp_path}"])
     assert chosen["name"] == "BiFair"
@@ -95,7 +85,7 @@ def test_the_bifair_rule_reads_the_floor_then_the_target_against_llm_sasrec(scri
         script.main(["--rule=bifair", "--dataset=toy", "--candidates=BiFair", f"--out_dir={tmp_path}"])
 
 
-def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominates(script, tmp_path, monkeypatch):
+def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominates(tmp_path, monkeypatch):
     front = [{"name": "LLM-SASRec", "valid_ndcg@10": 0.050, "valid_cv": 0.80},
              {"name": "PostHoc[posthoc_beta=0.5]", "valid_ndcg@10": 0.048, "valid_cv": 0.64},
              {"name": "PostHoc[posthoc_beta=1.0]", "valid_ndcg@10": 0.040, "valid_cv": 0.40}]
@@ -103,7 +93,7 @@ def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominate
             {"name": "B", "valid_ndcg@10": 0.047, "valid_cv": 0.65},    # beta 0.5 is better in both
             {"name": "C", "valid_ndcg@10": 0.040, "valid_cv": 0.40},    # ties beta 1.0 in both: dominated
             {"name": "D", "valid_ndcg@10": 0.030, "valid_cv": 0.90}]    # every point beats it
-    got = script.beyond_front(rows, front)
+    got = selection.beyond_front(rows, front)
     assert got == {"A": [], "B": ["PostHoc[posthoc_beta=0.5]"], "C": ["PostHoc[posthoc_beta=1.0]"],
                    "D": ["LLM-SASRec", "PostHoc[posthoc_beta=0.5]", "PostHoc[posthoc_beta=1.0]"]}
 
@@ -112,7 +102,7 @@ def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominate
             "PostHoc[posthoc_beta=0.5]": _result(tmp_path / "p5.json", 0.048, 0.64),
             "PostHoc[posthoc_beta=1.0]": _result(tmp_path / "p1.json", 0.040, 0.40),
             "A": _result(tmp_path / "a.json", 0.049, 0.60), "B": _result(tmp_path / "b.json", 0.047, 0.65)}
-    monkeypatch.setattr(script, "finished_run", lambda name, *args: runs.get(name))
+    monkeypatch.setattr(selection, "finished_run", lambda name, *args: runs.get(name))
     chosen = script.main(["--rule=posthoc-front", "--dataset=toy", "--candidates=A,B", "--front_betas=0.5,1.0",
                           f"--out_dir={tmp_path}"])
     assert chosen["name"] == "A"
@@ -130,9 +120,9 @@ def test_the_posthoc_front_screen_passes_only_candidates_no_front_point_dominate
                      f"--out_dir={tmp_path / 'x'}"])
 
 
-def test_a_resumed_runs_row_counts_its_epochs_from_the_start(script, tmp_path):
+def test_a_resumed_runs_row_counts_its_epochs_from_the_start(tmp_path):
     path = _result(tmp_path / "r.json", 0.1, 0.5)
     record = json.load(open(path))
     json.dump({**record, "first_epoch": 20, "epochs_trained": 9}, open(path, "w"))
-    assert script.row("X", path)["epochs"] == 29
-    assert script.row("Y", _result(tmp_path / "old.json", 0.1, 0.5))["epochs"] == 7  # written before first_epoch
+    assert selection.row("X", path)["epochs"] == 29
+    assert selection.row("Y", _result(tmp_path / "old.json", 0.1, 0.5))["epochs"] == 7  # written before first_epoch

@@ -1,0 +1,78 @@
+"""The fairness benchmark's protocol (shared/docs/BENCHMARK.md part A), training budgets, profiles,
+and the names of its work folders and tables."""
+
+import os
+
+TOPK = 10
+GROUPS = 5
+#: The protocol every method shares; the profiles only set seeds and budgets.
+PROTOCOL = {
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "metrics": ["NDCG", "Recall", "GroupNDCG", "NDCGGap", "NDCGCV", "NDCGMinMean",
+                "GroupExposure", "ExposureDisparity", "ItemExposureDisparity"],
+    "topk": [TOPK],
+    "valid_metric": f"NDCG@{TOPK}",
+    "item_groups": "popularity",
+    "n_item_groups": GROUPS,
+    "group_split": "interactions",
+    "save_rankings": True,
+    "show_progress": False,
+    "state": "INFO",
+}
+#: Per-dataset settings the plugin's properties/dataset files do not give (ml-100k has none:
+#: RecBole ships its files and their field names).
+DATASETS = {
+    "ml-100k": {"llm_emb_fields": "movie_title,release_year,class"},
+}
+#: Training budgets; runs of the same budget share a work folder, whatever the profile.
+BUDGETS = {
+    # Chosen so that one seed of the first 12 methods took 37 min on 2 cores (README); the large-batch
+    # ablation adds about 20 min.
+    "quick": {"epochs": 6, "stopping_step": 2, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 32, "inner_size": 64,
+              "train_batch_size": 512},
+    # RecBole's SASRec settings (length 50, hidden 64, batch 2048), 50 epochs at most.
+    "full": {"epochs": 50, "stopping_step": 5},
+    # RecBole's SASRec settings trained to early stopping (sequence-level training makes it
+    # affordable: a ml-1m SASRec epoch is about 74 s here, 3,100 s with prefix samples).
+    "converge": {"epochs": 300, "stopping_step": 5},
+}
+PROFILES = {
+    "quick": {"seeds": [2020], "budget": "quick"},
+    "quick3": {"seeds": [2020, 2021, 2022], "budget": "quick"},
+    "full": {"seeds": [2020, 2021, 2022], "budget": "full"},
+    "converge": {"seeds": [2020], "budget": "converge"},
+    "converge3": {"seeds": [2020, 2021, 2022], "budget": "converge"},
+}
+
+
+def run_protocol(dataset, data_path, profile, seed, folder, workdir, extra=None):
+    """The config of one run in ``folder`` besides its method file: the protocol, the dataset's
+    settings, the profile's budget, the seed, where it writes, and ``extra`` keys on top."""
+    where = {} if dataset == "ml-100k" else {"data_path": data_path}
+    return {**PROTOCOL, "dataset": dataset, **where, **DATASETS.get(dataset, {}),
+            **BUDGETS[PROFILES[profile]["budget"]], "seed": seed, "results_dir": folder,
+            "checkpoint_dir": os.path.join(folder, "saved"),
+            "llm_emb_dir": os.path.join(workdir, "embeddings"),  # encoded once, shared by all runs
+            **(extra or {})}
+
+
+def work_folder(workdir, dataset, profile):
+    """The work folder of a profile's runs: one per dataset and budget (ml-100k's quick and full
+    runs keep their historical folders)."""
+    budget = PROFILES[profile]["budget"]
+    return os.path.join(workdir, f"fairness-{budget}" if dataset == "ml-100k" and budget != "converge"
+                        else f"fairness-{dataset}-{budget}")
+
+
+def output_name(dataset, profile):
+    """``fairness-<dataset>`` for the three-seed converged benchmark (the name the issues read),
+    ml-100k's quick profiles under their historical names."""
+    if dataset == "ml-100k" and profile in ("quick", "quick3", "full"):
+        return f"fairness-{profile}"
+    return f"fairness-{dataset}" + ("" if profile == "converge3" else f"-{profile}")
+
+
+def seeds_suffix(seeds, profile):
+    """The table name's suffix: seeds other than the profile's make a table of their own, never the
+    profile's."""
+    return "" if seeds == PROFILES[profile]["seeds"] else "-seeds" + "-".join(map(str, seeds))
