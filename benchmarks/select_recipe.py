@@ -32,6 +32,7 @@ from benchmarks.lib import candidates  # noqa: E402
 from benchmarks.lib.paths import DEFAULT_DATA_PATH, RESULTS, WORK  # noqa: E402
 from benchmarks.lib.runs import NotFinished  # noqa: E402
 from benchmarks.lib.selection import MIN_GAIN, choose_recipe  # noqa: E402
+from benchmarks.lib.tables import write_selection_table  # noqa: E402
 
 
 def parser():
@@ -75,15 +76,7 @@ def main(argv=None):
     rows = [candidates.recipe_row(n, paths[n]) for n in names if n in paths]
     if not rows:
         return
-    import pandas as pd
-
-    from recbole_bifair.fileio import atomic_path, write_text_atomic
-
     chosen = choose_recipe(rows) if any(r["name"] == "R0" for r in rows) else None
-    frame = pd.DataFrame(rows)
-    out = os.path.join(RESULTS, f"select-recipe-{args.dataset}")
-    with atomic_path(out + ".csv") as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.5f")
     verdict = (f"**Chosen: {chosen['name']}** (`{chosen['keys']}`)." if chosen
                else "No choice: R0 has not finished.")
     header = (f"`python benchmarks/select_recipe.py --dataset={args.dataset} --candidates={','.join(names)}` "
@@ -92,7 +85,7 @@ def main(argv=None):
               f"Rule (docs/METHOD.md 3c, fixed before the search): the candidate with the highest validation "
               f"NDCG@10 replaces R0 when it beats R0 by more than {MIN_GAIN:.0%}. {verdict} "
               f"Test columns are for the record only.")
-    write_text_atomic(out + ".md", header + "\n\n" + frame.to_markdown(index=False, floatfmt=".4f") + "\n")
+    frame = write_selection_table(rows, os.path.join(RESULTS, f"select-recipe-{args.dataset}"), header)
     print(frame.to_string())
 
 

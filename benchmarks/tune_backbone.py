@@ -28,6 +28,7 @@ from benchmarks.lib import candidates  # noqa: E402
 from benchmarks.lib.paths import DEFAULT_DATA_PATH, RESULTS, WORK  # noqa: E402
 from benchmarks.lib.protocol import BUDGETS  # noqa: E402
 from benchmarks.lib.selection import select_backbone  # noqa: E402
+from benchmarks.lib.tables import write_selection_table  # noqa: E402
 
 
 def main(argv=None):
@@ -50,21 +51,13 @@ def main(argv=None):
             print(f"{n}: {paths[n]} ({time.time() - started:.0f} s)", flush=True)
     rows = [candidates.backbone_row(n, args.dataset, paths[n]) for n in names]
     chosen = select_backbone(rows)
-    import pandas as pd
-
-    from recbole_bifair.fileio import atomic_path, write_text_atomic
-
-    frame = pd.DataFrame(rows)
-    out = os.path.join(RESULTS, f"tune-backbone-{args.dataset}")
-    with atomic_path(out + ".csv") as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.5f")
     header = (f"`python benchmarks/tune_backbone.py --dataset={args.dataset}` on {datetime.date.today()}, seed "
               f"{args.seed}, fairness benchmark's converge budget ({BUDGETS['converge']}, RecBole's SASRec "
               f"size, sequence-level training); {args.jobs} runs at a time, one torch thread each.\n\n"
               f"Rule (fixed before the search): among candidates with validation NDCG@10 >= 98% of the best, "
               f"the lowest validation CV of group NDCG@10. **Chosen: {chosen['name']}** "
               f"(`{chosen['keys']}`). Test columns are for the record only.")
-    write_text_atomic(out + ".md", header + "\n\n" + frame.to_markdown(index=False, floatfmt=".4f") + "\n")
+    frame = write_selection_table(rows, os.path.join(RESULTS, f"tune-backbone-{args.dataset}"), header)
     print(frame.to_string())
     print("chosen:", chosen["name"], chosen["keys"])
 

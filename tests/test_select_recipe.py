@@ -45,3 +45,16 @@ def test_unknown_candidates_are_refused(capsys):
     with pytest.raises(SystemExit):
         script.main(["--candidates=R9"])
     assert "unknown candidates ['R9']" in capsys.readouterr().err
+
+
+def test_a_selection_table_is_its_header_then_its_rows(tmp_path):
+    import pandas as pd
+
+    from benchmarks.lib.tables import write_selection_table
+
+    rows = [{"name": "R0", "valid_ndcg@10": 0.11912}, {"name": "R1", "valid_ndcg@10": 0.14361}]
+    write_selection_table(rows, str(tmp_path / "t"), "Rule: the best.")
+    assert (tmp_path / "t.md").read_text().splitlines() == [
+        "Rule: the best.", "", "| name   |   valid_ndcg@10 |", "|:-------|----------------:|",
+        "| R0     |          0.1191 |", "| R1     |          0.1436 |"]
+    assert pd.read_csv(tmp_path / "t.csv").to_dict("records") == rows

@@ -227,6 +227,20 @@ def write_tables(table, stem, header_text, paired=(), headline_bases=None):
     write_text_atomic(stem + ".md", markdown(table, header_text, paired, headline_bases))
 
 
+def write_selection_table(rows, stem, header_text):
+    """A selection script's table: ``<stem>.csv`` (every column) and ``<stem>.md`` (the header, then
+    the rows); returns the frame."""
+    import pandas as pd
+
+    from recbole_bifair.fileio import atomic_path, write_text_atomic
+
+    frame = pd.DataFrame(rows)
+    with atomic_path(stem + ".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.5f")
+    write_text_atomic(stem + ".md", header_text + "\n\n" + frame.to_markdown(index=False, floatfmt=".4f") + "\n")
+    return frame
+
+
 def table_stem(out_dir, dataset, profile, suffix=""):
     """Where a table and its figures go (``protocol.output_name``)."""
     return os.path.join(out_dir, output_name(dataset, profile) + suffix)
