@@ -1,7 +1,7 @@
 """Seconds per training epoch of SASRec on ml-100k: recbole-bifair's runner vs RecBole's ``run_recbole``.
 
 RecBole 1.2.1 switches autograd anomaly detection on when its models are imported
-(shared/docs/RECBOLE.md item 1); the plugin switches it off again. Both runners get the same
+(docs/recbole-workarounds.md item 1); the plugin switches it off again. Both runners get the same
 config and train with the same RecBole ``Trainer._train_epoch``, so the difference per epoch is
 that switch. Each run is a fresh process (anomaly mode is process-wide) and the two runners
 alternate, so that a change of load on the machine hits both. The child times every

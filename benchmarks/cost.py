@@ -1,4 +1,4 @@
-"""What BiFair costs (shared/docs/BENCHMARK.md part B; issue targets: default <= 2x, first_order
+"""What BiFair costs (docs/benchmarks.md; targets: default <= 2x, first_order
 <= 1.3x the LLM-enhanced baseline's seconds per training epoch; evaluation <= 1.2x SASRec's).
 
     python benchmarks/cost.py ml100k      # ratios on ml-100k, alternating rounds, peak memory

@@ -1,4 +1,4 @@
-"""Fairness and accuracy of every method (shared/docs/BENCHMARK.md part A); also run as
+"""Fairness and accuracy of every method (docs/benchmarks.md, the protocol); also run as
 ``python -m benchmarks.fairness ...``.
 
     python benchmarks/fairness.py --profile=quick          # ml-100k, one seed, 6 epochs

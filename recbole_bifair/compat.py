@@ -1,6 +1,6 @@
 """Every workaround for RecBole 1.2.1 on this stack (torch 2.13, numpy 1.26/2.x) lives here.
 
-Each item names the bug (numbering of shared/docs/RECBOLE.md) so that it can be deleted the day
+Each item names the bug (numbering of docs/recbole-workarounds.md) so that it can be deleted the day
 RecBole fixes it. ``apply()`` installs the process-wide ones; it is idempotent and is called by
 ``recbole_bifair.setup()`` (BiFairConfig, the entry points, and each Ray worker, a fresh process).
 """

@@ -1,4 +1,4 @@
-"""The fairness benchmark's protocol (shared/docs/BENCHMARK.md part A), training budgets, profiles,
+"""The fairness benchmark's protocol (docs/benchmarks.md, the protocol), training budgets, profiles,
 and the names of its work folders and tables."""
 
 import os
