@@ -23,6 +23,7 @@ from recbole_bifair.data.sequence import resolve_train_mode, window_stride
 from recbole_bifair.embedding.generate import check_embedding_file
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.bifair import GROUP_OFFSETS, BiFairModel
+from recbole_bifair.model.sasrec_layout import read_layout
 from recbole_bifair.schema import check_config
 from recbole_bifair.utils import available_models, get_model
 
@@ -172,6 +173,7 @@ class BiFairConfig(Config):
         self.final_config_dict["train_mode"] = resolve_train_mode(self, self.model_class)
         if self.final_config_dict["train_mode"] == "sequence":
             self.final_config_dict["seq_window_stride"] = window_stride(self)
+        read_layout(self, self.model_class)  # sasrec_norm / item_emb_scale on another backbone: stop here
         if "group_offsets" in self.final_config_dict:
             self.final_config_dict["group_offsets"] = resolve_group_offsets(self, self.model_class)
             # the offsets are learned against the worst meta groups (METHOD.md 4a); unset, the

@@ -32,6 +32,7 @@ from recbole_bifair.fileio import write_json_atomic
 from recbole_bifair.logging_setup import (CONSOLE, bifair_extras, epoch_line, header_line, init_logger, log_path,
                                           metrics_line)
 from recbole_bifair.model.export import export_item_table
+from recbole_bifair.model.sasrec_layout import apply_layout
 from recbole_bifair.prior_probe import prior_probe
 from recbole_bifair.schema import recorded_config
 from recbole_bifair.trainer import distributed
@@ -108,7 +109,7 @@ def prepare_run(config):
     model_class = get_model(config["model"])
     train_data = sequence_training_data(config, train_data, model_class)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class(config, train_data._dataset).to(config["device"])
+    model = apply_layout(config, model_class(config, train_data._dataset)).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     return dataset, (train_data, valid_data, test_data), model, trainer
 
@@ -272,7 +273,7 @@ def load_data_and_model(model_file):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = apply_layout(config, get_model(config["model"])(config, train_data._dataset)).to(config["device"])
     load_weights(model, checkpoint["state_dict"], "model_file", model_file)
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

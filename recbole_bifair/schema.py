@@ -218,6 +218,13 @@ _ENTRIES = _keys(
        "Causal backbones (SASRec, GRU4Rec, their BiFair wrappers) skip the padding of short histories: training "
        "windows and full-ranking batches are sorted by length and run in chunks cut to their longest row (same "
        "outputs up to float rounding; model/padding.py, README); False: RecBole's padded batches."),
+    _k("sasrec_norm", "str", "post",
+       "SASRec backbones (SASRec, BiFairSASRec): post is RecBole's layout (LayerNorm on the input and after each "
+       "residual sum); pre: x + dropout(sublayer(LayerNorm(x))) and one LayerNorm after the last block, on "
+       "RecBole's LayerNorms (model/sasrec_layout.py; candidate R2 of METHOD.md 3c).", ("post", "pre")),
+    _k("item_emb_scale", "float", 1.0,
+       "SASRec backbones: the input item vectors times this before the position embedding is added (8 = "
+       "sqrt(64), the published SASRec's); scores use the item table as it is.", "> 0"),
 ) + _keys(
     BIFAIR,
     _k("bifair", "bool", True, "False: the LLM-enhanced baseline (frozen E + projector, plain loss)."),

@@ -81,6 +81,7 @@ def test_choices_are_the_ones_the_code_accepts():
     from recbole_bifair.model.bifair import GROUP_OFFSETS, ID_INITS, SCORES, SOFTMAXES
     from recbole_bifair.model.llm_item_table import ACTIVATIONS, DROPOUT_PLACES, ID_FUSIONS, TRANSFORMS
     from recbole_bifair.model.score_offsets import OFFSET_BASES
+    from recbole_bifair.model.sasrec_layout import NORMS
     from recbole_bifair.trainer.bifair_trainer import BALANCE_MODES, OUTER_SOFTMAXES, SECOND_MOMENTS
     from recbole_bifair.trainer.hypergrad import HYPERGRADS
     from recbole_bifair.trainer.unroll import UNROLLS
@@ -93,7 +94,7 @@ def test_choices_are_the_ones_the_code_accepts():
         "outer_softmax": OUTER_SOFTMAXES, "outer_second_moment": SECOND_MOMENTS, "group_offsets": GROUP_OFFSETS,
         "offset_basis": OFFSET_BASES, "item_groups": KINDS, "group_split": SPLITS, "group_multi_value": MULTI_VALUE,
         "long_tail": LONG_TAIL_RULES, "llm_emb_pooling": POOLINGS, "llm_emb_dtype": DTYPES,
-        "llm_emb_missing": MISSING_MODES,
+        "llm_emb_missing": MISSING_MODES, "sasrec_norm": NORMS,
     }
     for key, accepted in code.items():
         assert set(SCHEMA[key].choices) == set(accepted), key

@@ -3,26 +3,18 @@
 RecBole's ``SASRec.forward`` and ``GRU4Rec.forward`` compute every position and then keep only
 the last real one (``gather_indexes(output, item_seq_len - 1)``). Sequence-level training
 (``recbole_bifair.data.sequence``) needs all of them, so ``all_position_output`` repeats those
-forwards up to the gather; ``tests/test_sequence_training.py`` checks that its position
+forwards up to the gather (SASRec's in the layout of ``sasrec_norm``/``item_emb_scale``,
+``model/sasrec_layout.py``); ``tests/test_sequence_training.py`` checks that its position
 ``len - 1`` equals RecBole's ``forward``, which keeps the copy from drifting.
 """
 
-import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.gru4rec import GRU4Rec
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_bifair.data.sequence import TARGETS
 from recbole_bifair.model.padding import trimmed_all_positions
-
-
-def _sasrec_all(model, item_seq):
-    position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-    position_ids = position_ids.unsqueeze(0).expand_as(item_seq)
-    input_emb = model.item_embedding(item_seq) + model.position_embedding(position_ids)
-    input_emb = model.dropout(model.LayerNorm(input_emb))
-    mask = model.get_attention_mask(item_seq)
-    return model.trm_encoder(input_emb, mask, output_all_encoded_layers=True)[-1]
+from recbole_bifair.model.sasrec_layout import sasrec_hidden
 
 
 def _gru4rec_all(model, item_seq):
@@ -34,7 +26,7 @@ def _gru4rec_all(model, item_seq):
 def all_position_output(model, item_seq):
     """``[B, L, d]``: position ``p`` of row ``b`` represents the prefix ``item_seq[b, :p + 1]``."""
     if isinstance(model, SASRec):
-        return _sasrec_all(model, item_seq)
+        return sasrec_hidden(model, item_seq)
     if isinstance(model, GRU4Rec):
         return _gru4rec_all(model, item_seq)
     raise TypeError(f"{type(model).__name__} has no all-position forward (only SASRec and GRU4Rec backbones)")
