@@ -58,3 +58,10 @@ def test_a_selection_table_is_its_header_then_its_rows(tmp_path):
         "Rule: the best.", "", "| name   |   valid_ndcg@10 |", "|:-------|----------------:|",
         "| R0     |          0.1191 |", "| R1     |          0.1436 |"]
     assert pd.read_csv(tmp_path / "t.csv").to_dict("records") == rows
+
+
+def test_r2_is_r1_with_the_published_layout():
+    r1, r2 = candidates.RECIPES["R1"], candidates.RECIPES["R2"]
+    assert {k: v for k, v in r2.items() if k in r1} == r1
+    assert {k: v for k, v in r2.items() if k not in r1} == {
+        "sasrec_norm": "pre", "item_emb_scale": 8.0, "hidden_act": "relu", "inner_size": 64}

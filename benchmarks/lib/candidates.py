@@ -28,11 +28,16 @@ BACKBONE = {
 RECIPE_BUDGET = {"epochs": 200, "stopping_step": 10}
 #: The published recipe's model keys (Klenitskiy & Vasilev, RecSys 2023: SASRec+ on ml-1m).
 PUBLISHED_MODEL = {"n_heads": 1, "hidden_dropout_prob": 0.1, "attn_dropout_prob": 0.1}
+PUBLISHED_LAYOUT = {"sasrec_norm": "pre", "item_emb_scale": 8.0, "hidden_act": "relu", "inner_size": 64}
 #: The recipes on top of ``SASRec`` (METHOD.md 3c).
 RECIPES = {
     "R0": {},
     "R1": {"MAX_ITEM_LIST_LENGTH": 200, **PUBLISHED_MODEL},
     "R1-model": dict(PUBLISHED_MODEL),
+    # R2 (METHOD.md 3c): R1 with the published code's block layout (pmixer's SASRec.pytorch, used by
+    # SASRec+): pre-norm blocks, a final LayerNorm, input item vectors scaled by sqrt(64) = 8, a
+    # ReLU feed-forward of the hidden width
+    "R2": {"MAX_ITEM_LIST_LENGTH": 200, **PUBLISHED_MODEL, **PUBLISHED_LAYOUT},
 }
 
 
