@@ -33,7 +33,7 @@ if not __package__:  # run by path: see benchmarks/_path.py
 from benchmarks.lib import candidates  # noqa: E402
 from benchmarks.lib.paths import DEFAULT_DATA_PATH, RESULTS, WORK  # noqa: E402
 from benchmarks.lib.runs import NotFinished  # noqa: E402
-from benchmarks.lib.selection import MIN_GAIN, choose_recipe  # noqa: E402
+from benchmarks.lib.selection import MAX_LOSS, MIN_GAIN, choose_recipe, model_keys_check  # noqa: E402
 from benchmarks.lib.tables import write_selection_table  # noqa: E402
 
 
@@ -78,9 +78,16 @@ def main(argv=None):
     rows = [candidates.recipe_row(n, paths[n]) for n in names if n in paths]
     if not rows:
         return
-    chosen = choose_recipe(rows) if any(r["name"] == "R0" for r in rows) else None
+    names_done = {r["name"] for r in rows}
+    chosen = choose_recipe(rows) if "R0" in names_done else None
     verdict = (f"**Chosen: {chosen['name']}** (`{chosen['keys']}`)." if chosen
                else "No choice: R0 has not finished.")
+    if {"R0", "R1-model"} <= names_done:
+        passes, change = model_keys_check(rows)
+        verdict += (f" Check of R1's model keys at this dataset's window (R1-model against R0): validation "
+                    f"NDCG@10 {change:+.1%}, limit -{MAX_LOSS:.0%}: **{'passed' if passes else 'failed'}** "
+                    f"({'they may become plugin-wide defaults' if passes else 'they stay per-dataset settings'} "
+                    f"once R1 is chosen on ml-1m).")
     header = (f"`python benchmarks/select_recipe.py --dataset={args.dataset} --candidates={','.join(names)}` "
               f"on {datetime.date.today()}, seed {args.seed}, SASRec, the fairness benchmark's protocol with "
               f"{candidates.RECIPE_BUDGET} (early stopping on validation NDCG@10), one torch thread per run.\n\n"

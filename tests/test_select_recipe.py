@@ -65,3 +65,11 @@ def test_r2_is_r1_with_the_published_layout():
     assert {k: v for k, v in r2.items() if k in r1} == r1
     assert {k: v for k, v in r2.items() if k not in r1} == {
         "sasrec_norm": "pre", "item_emb_scale": 8.0, "hidden_act": "relu", "inner_size": 64}
+
+
+def test_the_model_keys_check_allows_a_loss_of_one_percent_at_most():
+    from benchmarks.lib.selection import model_keys_check
+
+    assert model_keys_check(_rows(R0=0.0512, R1_model=0.0518)) == (True, pytest.approx(0.0518 / 0.0512 - 1))
+    assert model_keys_check(_rows(R0=0.100, R1_model=0.0991))[0] is True    # -0.9%
+    assert model_keys_check(_rows(R0=0.100, R1_model=0.0989))[0] is False   # -1.1%

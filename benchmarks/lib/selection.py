@@ -11,6 +11,9 @@ from benchmarks.lib.stats import curve_cv
 ACCURACY_FLOOR, CV_TARGET = 0.97, 0.75
 #: METHOD.md 3c: a recipe replaces R0 when its validation NDCG@10 beats R0's by more than this (relative).
 MIN_GAIN = 0.02
+#: METHOD.md 3c: a recipe's model keys become plugin-wide defaults only if, at another dataset's own
+#: window, they lower its validation NDCG@10 against R0 by no more than this (relative).
+MAX_LOSS = 0.01
 #: METHOD.md 4a's screen of a BiFair variant against LLM-SASRec's post-hoc curve (seed 2020 points).
 FRONT_BETAS = "0.25,0.5,1.0,1.5,2.0"
 #: ``select_backbone.py --rule``: (reference method, its row's name, the rule in words).
@@ -127,3 +130,11 @@ def choose_recipe(rows):
     base = next(r for r in rows if r["name"] == "R0")
     best = max(rows, key=lambda r: r["valid_ndcg@10"])
     return best if best["valid_ndcg@10"] > (1 + MIN_GAIN) * base["valid_ndcg@10"] else base
+
+
+def model_keys_check(rows):
+    """METHOD.md 3c's check of R1's model keys on a dataset they were not chosen on: ``(passes,
+    relative change of validation NDCG@10 of R1-model against R0)``."""
+    base = next(r for r in rows if r["name"] == "R0")["valid_ndcg@10"]
+    change = next(r for r in rows if r["name"] == "R1-model")["valid_ndcg@10"] / base - 1
+    return change >= -MAX_LOSS, change
