@@ -43,7 +43,10 @@ DEFAULT = Layout()
 def read_layout(config, model_class):
     """The ``Layout`` of ``config`` for ``model_class``; ConfigError naming the key when a value
     other than the default is set for a model that is not SASRec-based."""
-    layout = Layout(config["sasrec_norm"], float(config["item_emb_scale"]))
+    # unset (a config whose properties predate the keys, e.g. a checkpoint's): RecBole's layout
+    norm, scale = config["sasrec_norm"], config["item_emb_scale"]
+    layout = Layout(DEFAULT.norm if norm is None else norm,
+                    DEFAULT.item_emb_scale if scale is None else float(scale))
     is_sasrec = isinstance(model_class, type) and issubclass(model_class, SASRec)
     if not is_sasrec:
         for key, value, default in (("sasrec_norm", layout.norm, DEFAULT.norm),
