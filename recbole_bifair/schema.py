@@ -214,6 +214,10 @@ _ENTRIES = _keys(
     _k("seq_window_stride", "int", None,
        "sequence: histories longer than MAX_ITEM_LIST_LENGTH are cut into windows this far apart, laid from "
        "the end; ~: MAX_ITEM_LIST_LENGTH (chosen on validation, README).", ">= 1"),
+    _k("seq_windows", "str", "all",
+       "sequence: all scores every training target once (windows laid from the end of each history); last: "
+       "each user's last MAX_ITEM_LIST_LENGTH + 1 training items only, every position scored (the published "
+       "SASRec+ recipe; candidate R3 of METHOD.md 3c).", ("all", "last")),
     _k("trim_padding", "bool", True,
        "Causal backbones (SASRec, GRU4Rec, their BiFair wrappers) skip the padding of short histories: training "
        "windows and full-ranking batches are sorted by length and run in chunks cut to their longest row (same "
@@ -443,7 +447,7 @@ RECORDED_KEYS = [
     "seed", "learning_rate", "learner", "weight_decay", "train_batch_size", "eval_batch_size",
     "epochs", "stopping_step", "eval_step", "loss_type", "MAX_ITEM_LIST_LENGTH", "eval_args",
     "metrics", "topk", "valid_metric", "device", "data_path", "checkpoint_dir", "train_mode",
-    "seq_window_stride",
+    "seq_window_stride", "seq_windows",
 ]
 
 

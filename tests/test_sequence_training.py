@@ -57,6 +57,24 @@ def test_window_count_shrinks_with_the_stride():
     assert counts == sorted(counts, reverse=True) and counts[-1] == 4 and counts[0] == 151
 
 
+@pytest.mark.parametrize("L", [1, 3, 5])
+def test_last_windows_hold_each_users_last_items_with_every_position_scored(L):
+    rng = np.random.default_rng(L)
+    histories = [rng.integers(1, 1000, size=n) for n in [2, 3, max(L, 2), L + 1, L + 2, 3 * L + 4, 40]]
+    inputs, targets, lengths, owner = build_windows(histories, L, L, last_only=True)
+    assert owner.tolist() == list(range(len(histories)))  # one window per history
+    for w, h in enumerate(histories):
+        tail = h[-(L + 1):]  # the published recipe's item_sequence[-L - 1:]
+        n = len(tail) - 1
+        assert lengths[w] == n
+        assert inputs[w, :n].tolist() == tail[:-1].tolist() and targets[w, :n].tolist() == tail[1:].tolist()
+        assert (inputs[w, n:] == 0).all() and (targets[w, n:] == 0).all()
+    # histories that fit one window: the same window under both layouts
+    short = [h for h in histories if len(h) <= L + 1]
+    a, b = build_windows(short, L, L), build_windows(short, L, L, last_only=True)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
 # ----- the loader on a real RecBole split ------------------------------------------------------
 def _brute_histories(root, dataset="tiny"):
     """Training histories straight from the .inter file: each user's items in time order, minus
@@ -105,6 +123,28 @@ def test_sequence_loader_covers_every_training_sample_once_per_epoch(setup):
     assert set(pairs) == prefix
     # about train_batch_size targets per batch
     assert abs(n_targets / len(train) - 40) < 40
+
+
+def test_last_window_loader_scores_each_users_last_items(setup):
+    root, emb = setup
+    L = 4
+    config = build_config(model="SASRec", config_dict=tiny_config(root, MAX_ITEM_LIST_LENGTH=L, seq_windows="last"))
+    _, (train, _, _), _, _ = prepare_run(config)
+    ds = train._dataset
+    brute = _brute_histories(root)
+    got = {}
+    for batch in train:
+        for u, inp, tgt, n in zip(batch[ds.uid_field], batch[train.dataset.item_id_list_field],
+                                  batch[TARGETS], batch[ds.item_list_length_field]):
+            got[ds.id2token(ds.uid_field, int(u))] = list(ds.id2token(ds.iid_field, np.r_[inp[:1], tgt[:n]]))
+    assert got == {u: h[-(L + 1):] for u, h in brute.items()}
+    assert train.n_targets == sum(min(len(h) - 1, L) for h in brute.values()) < len(ds)
+
+
+def test_seq_windows_rejects_unknown_values(setup):
+    root, emb = setup
+    with pytest.raises(ConfigError, match="seq_windows"):
+        build_config(model="SASRec", config_dict=tiny_config(root, seq_windows="first"))
 
 
 def test_train_mode_resolution_and_errors(setup):

@@ -38,6 +38,10 @@ RECIPES = {
     # SASRec+): pre-norm blocks, a final LayerNorm, input item vectors scaled by sqrt(64) = 8, a
     # ReLU feed-forward of the hidden width
     "R2": {"MAX_ITEM_LIST_LENGTH": 200, **PUBLISHED_MODEL, **PUBLISHED_LAYOUT},
+    # R3 (METHOD.md 3c): R1 trained as SASRec+ is: each user's last 201 training items once, every
+    # position scored, 128 users a step (ml-1m: 107.19 targets per user's window, so 13,720
+    # targets = 128 windows; data/sequence.py rounds to whole windows)
+    "R3": {"MAX_ITEM_LIST_LENGTH": 200, **PUBLISHED_MODEL, "seq_windows": "last", "train_batch_size": 13720},
 }
 
 

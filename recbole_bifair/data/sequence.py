@@ -29,6 +29,12 @@ ml-100k, ``L`` = 20, 3 seeds, validation NDCG@10 0.0717 for ``S = L``, 0.0715 fo
 0.0672 for ``L / 4``; test 0.0583, 0.0583, 0.0562): more context per target did not help, and
 ``S = L`` computes each position once. Targets after the first window then see 1 to ``L`` items.
 
+Last window only (``seq_windows: last``; default ``all``). Each user's last ``L + 1`` training
+items once, every position scored (the first one with one item of context); older interactions
+are not trained on. This is how the published SASRec+ recipe trains (Klenitskiy & Vasilev,
+RecSys 2023: the last 200 items of each user, 128 users per batch); candidate R3 of
+docs/METHOD.md 3c. Histories of at most ``L + 1`` items give the same window under both.
+
 Batches. ``train_batch_size`` keeps its meaning, the number of targets per optimiser step: a batch
 holds ``round(train_batch_size / mean targets per window)`` windows, so an epoch has about as many
 steps as under prefix training and learning rates carry over.
@@ -47,6 +53,7 @@ from recbole_bifair.errors import ConfigError
 #: Interaction field of a window batch: the next item at every position, 0 where nothing is scored.
 TARGETS = "seq_targets"
 TRAIN_MODES = ("sequence", "prefix")
+SEQ_WINDOWS = ("all", "last")
 
 
 def is_sequence_batch(interaction):
@@ -101,8 +108,17 @@ def window_stride(config):
     return stride
 
 
-def build_windows(sequences, max_len, stride):
-    """Windows of the module docstring for a list of histories (1-D int arrays, time order).
+def seq_windows(config):
+    value = config["seq_windows"] or "all"
+    if value not in SEQ_WINDOWS:
+        raise ConfigError(f"seq_windows '{value}' is unknown; use all (every target once) or last (each user's "
+                          f"last MAX_ITEM_LIST_LENGTH + 1 items)")
+    return value
+
+
+def build_windows(sequences, max_len, stride, last_only=False):
+    """Windows of the module docstring for a list of histories (1-D int arrays, time order);
+    ``last_only``: each history's last window alone, every position scored.
 
     Returns ``inputs [W, L]`` (right-padded with 0, as RecBole pads ``item_id_list``),
     ``targets [W, L]`` (the next item at each scored position, else 0), ``lengths [W]`` and
@@ -119,7 +135,10 @@ def build_windows(sequences, max_len, stride):
             tgt = np.zeros(max_len, dtype=np.int64)
             n = end - start
             inp[:n] = h[start:end]
-            if start == 0:
+            if last_only:
+                tgt[:n] = h[start + 1:end + 1]
+                nxt = 0
+            elif start == 0:
                 tgt[:n] = h[1:end + 1]  # the first window scores everything left
                 nxt = 0
             else:
@@ -176,9 +195,12 @@ class SequenceTrainDataLoader(AbstractDataLoader):
         self.logger = getLogger()
         self.L = config["MAX_ITEM_LIST_LENGTH"]
         self.stride = window_stride(config)
+        self.last_only = seq_windows(config) == "last"
+        expected = None  # targets the windows must score (a subset's windows are checked already)
         if windows is None:
             users, histories = training_histories(dataset)
-            inputs, targets, lengths, owner = build_windows(histories, self.L, self.stride)
+            expected = sum(min(len(h) - 1, self.L) if self.last_only else len(h) - 1 for h in histories)
+            inputs, targets, lengths, owner = build_windows(histories, self.L, self.stride, self.last_only)
             windows = {
                 dataset.item_id_list_field: torch.from_numpy(inputs),
                 dataset.item_list_length_field: torch.from_numpy(lengths),
@@ -188,6 +210,7 @@ class SequenceTrainDataLoader(AbstractDataLoader):
         self.windows = windows
         self.n_windows = len(windows[TARGETS])
         self.n_targets = int((windows[TARGETS] > 0).sum())
+        self.expected_targets = self.n_targets if expected is None else expected
         if self.n_windows == 0:
             raise ConfigError("the training split has no user with two training interactions: nothing to train on")
         self.batch_targets = batch_targets or config["train_batch_size"]
@@ -237,12 +260,14 @@ def sequence_training_data(config, train_data, model_class):
             f"train_mode: sequence rebuilds each user's history from RecBole's training split, and this "
             f"split does not allow it ({err}): set train_mode: prefix"
         ) from None
+    layout = "each user's last window" if loader.last_only else f"stride {loader.stride}"
     getLogger().info(
         f"train_mode sequence: {loader.n_targets} training targets ({len(train_data._dataset)} prefix samples) "
-        f"in {loader.n_windows} windows of {loader.L} (stride {loader.stride}), {loader.step} windows per batch"
+        f"in {loader.n_windows} windows of {loader.L} ({layout}), {loader.step} windows per batch"
     )
-    if loader.n_targets != len(train_data._dataset):
+    if loader.n_targets != loader.expected_targets:
         raise RuntimeError(
-            f"windows score {loader.n_targets} targets for {len(train_data._dataset)} training samples"
+            f"windows score {loader.n_targets} targets where {loader.expected_targets} were expected "
+            f"({len(train_data._dataset)} training samples)"
         )
     return loader
