@@ -7,6 +7,7 @@
     python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,BiFair
     python benchmarks/fairness.py --profile=quick3 --methods='LLM-SASRec,VarReg[group_variance_weight=0.5]'
     python benchmarks/fairness.py --profile=quick3 --methods=LLM-SASRec,BiFair --sweeps   # + every SWEEPS point
+    python benchmarks/fairness.py --profile=quick --methods=LLM-SASRec,path/to/MyMethod.yaml  # a method of your own
     python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=SASRec --seeds=2022  # one seed
     python benchmarks/fairness.py --profile=converge3 --dataset=ml-1m --methods=LLM-SASRec,BiFair --finished_only
 
@@ -33,6 +34,11 @@ table, its runs in a folder with ``[``, ``]``, ``=`` mapped to safe characters
 (``PostHoc__posthoc_beta-1.0-seed2020``). ``--sweeps`` appends every point of
 ``benchmarks.lib.methods.SWEEPS`` (each baseline's default sweep) to ``--methods``, so that a
 BiFair row is compared with each baseline's whole accuracy-fairness curve, not one setting.
+A method of your own is a method file given by its path (``path/to/MyMethod.yaml``, a row named
+``MyMethod``; sweep points ``path/to/MyMethod.yaml[<key>=<value>]`` too): the keys of a file of
+``properties/methods/``, e.g. ``model: LLMSASRec``, ``fair_method: my_method`` and
+``method_modules: /abs/path/my_method.py`` (absolute: each run starts in its own folder;
+docs/extending.md).
 A point that repeats a method's setting (``IPS[ips_alpha=1.0]``) is not run again: a finished run
 is found by its recorded config in any run folder of the same work folder or archive
 (``benchmarks.lib.cache.finished``).
@@ -76,7 +82,7 @@ if not __package__:  # run by path: see benchmarks/_path.py
     import _path  # noqa: F401
 
 from benchmarks.lib import plots, runs, tables  # noqa: E402
-from benchmarks.lib.methods import METHODS, parse_method, sweep_points  # noqa: E402
+from benchmarks.lib.methods import METHODS, parse_method, row_name, sweep_points  # noqa: E402
 from benchmarks.lib.paths import ARCHIVE, DEFAULT_DATA_PATH, RESULTS, WORK  # noqa: E402
 from benchmarks.lib.protocol import PROFILES, seeds_suffix, work_folder  # noqa: E402
 
@@ -88,7 +94,8 @@ def parser():
     p.add_argument("--data_path", default=DEFAULT_DATA_PATH,
                    help="folder holding the dataset (not used for ml-100k, which RecBole ships)")
     p.add_argument("--methods", default=",".join(METHODS),
-                   help="method names and sweep points <Method>[<key>=<value>], comma-separated")
+                   help="method names, paths of method files (path/to/MyMethod.yaml, the row MyMethod) and "
+                        "sweep points <Method>[<key>=<value>], comma-separated")
     p.add_argument("--sweeps", action="store_true", help="append every point of SWEEPS to --methods")
     p.add_argument("--seeds", default=None,
                    help="comma-separated seeds instead of the profile's (e.g. one seed per process, to spread "
@@ -110,13 +117,14 @@ def parser():
 
 
 def planned_points(args, error):
-    """``{name: (method, extra keys)}`` of ``--methods`` (and ``--sweeps``) in order, each name once,
-    and the ``--compare`` pairs; ``error`` reports a bad entry."""
+    """``{name: (method, extra keys)}`` of ``--methods`` (and ``--sweeps``) in order, each name once
+    (a method file given by path is named by its stem, ``methods.row_name``), and the ``--compare``
+    pairs; ``error`` reports a bad entry."""
     names = [m.strip() for m in args.methods.split(",") if m.strip()] + (sweep_points() if args.sweeps else [])
     points = {}
     for name in names:
         try:
-            points.setdefault(name, parse_method(name))  # a name given twice runs once
+            points.setdefault(row_name(name), parse_method(name))  # a name given twice runs once
         except ValueError as err:
             error(str(err))
     compare = [tuple(x.strip() for x in pair.split(":", 1)) for pair in args.compare.split(",") if pair.strip()]

@@ -1,5 +1,6 @@
 """Methods as the benchmarks name them: a file of ``properties/methods/`` (what a user runs from the
-command line), or a sweep point ``<Method>[<key>=<value>]`` (that file with keys on top)."""
+command line), a method file of your own given by its path (``path/to/MyMethod.yaml``, named
+``MyMethod``), or a sweep point ``<Method>[<key>=<value>]`` (that file with keys on top)."""
 
 import os
 import re
@@ -28,6 +29,11 @@ SWEEPS = {
 #: key (``BiFair[dro_tau=3.0]``).
 DERIVED = {"PostHoc": "LLM-SASRec", "BiFair-PostHoc": "BiFair", "BiFair-train-logits": "BiFair"}
 
+#: Method files given by path (``--methods=LLM-SASRec,path/to/MyMethod.yaml``): row name (the
+#: file's stem) -> absolute path. Filled by ``parse_method``; ``method_file`` reads it.
+METHOD_FILES = {}
+FILE_SUFFIXES = (".yaml", ".yml")
+
 _KEY_VALUE = r"\[(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>[^\[\]=]+)\]"
 SWEEP_POINT = re.compile(rf"^(?P<method>[^\[\]=]+)(?P<keys>(?:{_KEY_VALUE})+)$")
 
@@ -53,12 +59,45 @@ def _value(name, text):
     return value
 
 
+def _method_by_path(name, path):
+    """The row name (the stem) of the method file at ``path``, recorded in ``METHOD_FILES`` (a file of
+    ``properties/methods/`` is its method). ValueError for a missing file, a path with a space (the
+    runs pass config files space-separated), or a stem that names a method of
+    ``properties/methods/`` or another file."""
+    full = os.path.abspath(path)
+    stem = os.path.splitext(os.path.basename(full))[0]
+    if not os.path.isfile(full):
+        raise ValueError(f"'{name}': no method file {full}; give the path of a YAML file (model, fair_method, ...)")
+    if any(c.isspace() for c in full):
+        raise ValueError(f"'{name}': the path {full} has a space; move or rename the file")
+    if os.path.realpath(full) == os.path.realpath(os.path.join(METHODS_DIR, f"{stem}.yaml")):
+        return stem  # a file of properties/methods/ given by path: that method
+    if stem in METHODS or stem in DERIVED or os.path.isfile(os.path.join(METHODS_DIR, f"{stem}.yaml")):
+        raise ValueError(f"'{name}': '{stem}' is the name of a method of properties/methods/; rename your file")
+    if METHOD_FILES.get(stem, full) != full:
+        raise ValueError(f"'{name}': another method file is named '{stem}' ({METHOD_FILES[stem]}); rename one")
+    METHOD_FILES[stem] = full
+    return stem
+
+
+def row_name(name):
+    """The table's name of a ``--methods`` entry: a method file given by path is named by its stem
+    (``path/to/MyMethod.yaml[key=1]`` -> ``MyMethod[key=1]``), any other entry by itself."""
+    name = name.strip()
+    head, bracket, rest = name.partition("[")
+    if head.endswith(FILE_SUFFIXES):
+        return os.path.splitext(os.path.basename(head))[0] + bracket + rest
+    return name
+
+
 def parse_method(name, known=None):
     """``(method, extra keys)`` of a ``--methods`` entry: ``"VarReg"`` -> ``("VarReg", {})``,
     ``"VarReg[group_variance_weight=0.5]"`` -> ``("VarReg", {"group_variance_weight": 0.5})``;
-    several keys stack, ``"BiFair[hypergrad=first_order][outer_softmax=full]"``.
-    Raises ValueError saying what is wrong (syntax, a key given twice, or a method not in
-    ``known``, default METHODS)."""
+    several keys stack, ``"BiFair[hypergrad=first_order][outer_softmax=full]"``. A method file
+    given by path (ending in ``.yaml``) is the method named by its stem:
+    ``"path/to/MyMethod.yaml"`` -> ``("MyMethod", {})`` (``METHOD_FILES``).
+    Raises ValueError saying what is wrong (syntax, a key given twice, a method file that is not
+    there, or a method not in ``known``, default METHODS)."""
     known = METHODS if known is None else known
     name = name.strip()
     extra = {}
@@ -73,8 +112,11 @@ def parse_method(name, known=None):
             if pair["key"] in extra:
                 raise ValueError(f"'{name}': key '{pair['key']}' is given twice; give each key once")
             extra[pair["key"]] = _value(name, pair["value"].strip())
-    if method not in known:
-        raise ValueError(f"'{name}': unknown method '{method}'; choose from {', '.join(known)}")
+    if method.endswith(FILE_SUFFIXES):
+        method = _method_by_path(name, method)
+    elif method not in known and method not in METHOD_FILES:
+        raise ValueError(f"'{name}': unknown method '{method}'; choose from {', '.join(known)} "
+                         f"(or give the path of a method file, path/to/MyMethod.yaml)")
     return method, extra
 
 
@@ -92,8 +134,8 @@ def folder_name(label):
 
 
 def method_file(method):
-    """The file of ``method`` under ``properties/methods/``."""
-    return os.path.join(METHODS_DIR, f"{method}.yaml")
+    """The file of ``method``: under ``properties/methods/``, or the file given by path for it."""
+    return METHOD_FILES.get(method) or os.path.join(METHODS_DIR, f"{method}.yaml")
 
 
 def method_keys(name, known=None):
