@@ -2,9 +2,11 @@
 
 Precedence is RecBole's: internal defaults < config files < config dict < command line. The
 internal defaults are, in order: RecBole's own (overall.yaml, the model's yaml, the model type's
-quick-start yaml), the backbone's RecBole yaml for plugin wrappers (e.g. SASRec.yaml for
-BiFairSASRec), then the plugin's ``properties/overall.yaml``, ``properties/model/<Model>.yaml``
-and ``properties/dataset/<dataset>.yaml``.
+quick-start yaml), the backbone's RecBole yaml for plugin models (e.g. SASRec.yaml for
+LLMSASRec), then the plugin's ``properties/overall.yaml``, for LLM-enhanced models
+``properties/model/llm.yaml`` and ``properties/model/<Model>.yaml``, for a fairness method
+``properties/method/<fair_method>.yaml``, and ``properties/dataset/<dataset>.yaml``. A run reads
+(and records) only the files it uses: a stock SASRec run has none of the LLM or method keys.
 """
 
 import os
@@ -22,9 +24,12 @@ from recbole_bifair.data.columns import complete_load_col
 from recbole_bifair.data.sequence import resolve_train_mode, window_stride
 from recbole_bifair.embedding.generate import check_embedding_file
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.model.bifair import GROUP_OFFSETS, BiFairModel
+from recbole_bifair.methods.bifair import GROUP_OFFSETS
+from recbole_bifair.methods.catalog import import_method_modules, method_name  # registers the built-in methods
+from recbole_bifair.methods.registry import lookup, registered
+from recbole_bifair.model.llm import LLMModel
 from recbole_bifair.model.sasrec_layout import read_layout
-from recbole_bifair.schema import check_config
+from recbole_bifair.schema import PROPERTY_FILES, SCHEMA, check_config, check_key_owners
 from recbole_bifair.utils import available_models, get_model
 
 
@@ -49,8 +54,12 @@ def properties_dir() -> Path:
 
 
 def plugin_defaults():
-    """The plugin's defaults: ``properties/overall.yaml`` as a dict."""
-    return load_yaml_file(properties_dir() / "overall.yaml", "the plugin's properties/overall.yaml")
+    """The plugin's defaults: every file of ``schema.PROPERTY_FILES`` (overall, the LLM models',
+    each method's) as one dict; ``fair_method`` is that of the LLM models' file (none)."""
+    defaults = {}
+    for file in PROPERTY_FILES:
+        defaults.update(load_yaml_file(properties_dir() / file, f"the plugin's properties/{file}"))
+    return defaults
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -135,24 +144,22 @@ def parse_cmd_args(args):
 
 
 def _uses_llm_embeddings(model_class):
-    return isinstance(model_class, type) and issubclass(model_class, BiFairModel)
+    return isinstance(model_class, type) and issubclass(model_class, LLMModel)
 
 
 def resolve_group_offsets(config, model_class):
-    """``group_offsets`` of the run (METHOD.md 4a): unset (``~``), ``outer`` for BiFair models
-    whose outer level runs (``bifair`` and ``outer_level`` on) with the CE loss, ``none`` for every
-    other model (the LLM-enhanced baseline, ablations without the outer level, BPR); asked for
-    explicitly where it cannot work, an error."""
+    """``group_offsets`` of the run (METHOD.md 4a), read only under ``fair_method: bifair``: unset
+    (``~``), ``outer`` when the outer level runs (``outer_level``) with the CE loss, ``none``
+    otherwise (the inner-only ablation, BPR); asked for explicitly where it cannot work, an error."""
     mode = config["group_offsets"]
-    is_bifair = isinstance(model_class, type) and issubclass(model_class, BiFairModel)
-    outer = is_bifair and bool(config["bifair"]) and bool(config["outer_level"])
+    outer = _uses_llm_embeddings(model_class) and bool(config["outer_level"])
     if mode is None:
         return "outer" if outer and config["loss_type"] == "CE" else "none"
     if mode not in GROUP_OFFSETS:
         raise ConfigError(f"group_offsets '{mode}' is unknown; use one of {', '.join(GROUP_OFFSETS)} or ~ (automatic)")
     if mode == "outer" and not outer:
-        raise ConfigError("group_offsets: outer needs the outer level (a BiFair model with bifair: True, "
-                          "outer_level: True); set group_offsets: none (or leave it ~)")
+        raise ConfigError("group_offsets: outer needs the outer level (fair_method: bifair with outer_level: True); "
+                          "set group_offsets: none (or leave it ~)")
     return mode
 
 
@@ -174,6 +181,8 @@ class BiFairConfig(Config):
         if self.final_config_dict["train_mode"] == "sequence":
             self.final_config_dict["seq_window_stride"] = window_stride(self)
         read_layout(self, self.model_class)  # sasrec_norm / item_emb_scale on another backbone: stop here
+        if _uses_llm_embeddings(self.model_class):
+            lookup(method_name(self))  # an unknown fair_method stops here, before any data is read
         if "group_offsets" in self.final_config_dict:
             self.final_config_dict["group_offsets"] = resolve_group_offsets(self, self.model_class)
             # the offsets are learned against the worst meta groups (METHOD.md 4a); unset, the
@@ -247,28 +256,58 @@ class BiFairConfig(Config):
         super()._load_internal_config_dict(model, model_class, dataset)
         plugin = properties_dir()
         backbone = getattr(model_class, "backbone_name", None)
-        backbone_file = compat.RECBOLE_PROPERTIES / "model" / f"{backbone}.yaml" if backbone else None
-        stock_file = compat.RECBOLE_PROPERTIES / "model" / f"{model}.yaml"  # loaded by RecBole already
-        plugin_model_file = plugin / "model" / f"{model}.yaml"
         # RecBole reads a model's yaml before its dataset and quick-start yamls; the backbone's
         # comes after them here. That order is harmless: RecBole's model yamls share no key with
         # those files. The stock model file is read again only to record its keys.
         #: the model's own hyperparameters and the plugin's keys (both recorded in result files)
         self.model_config_keys = []
         self.plugin_config_keys = []
-        for file in [backbone_file, stock_file, plugin / "overall.yaml", plugin_model_file,
-                     plugin / "dataset" / f"{dataset}.yaml"]:
-            if file is None or not file.is_file():
-                continue
-            values = load_yaml_file(file, what="properties file")
-            if file != stock_file:
-                self.internal_config_dict.update(values)
-            if file in (backbone_file, stock_file, plugin_model_file):
-                self.model_config_keys += [k for k in values if k not in self.model_config_keys]
-            elif file == plugin / "overall.yaml":
-                self.plugin_config_keys = list(values)
+        if backbone:
+            self._add_properties(compat.RECBOLE_PROPERTIES / "model" / f"{backbone}.yaml", model_keys=True)
+        self._add_properties(compat.RECBOLE_PROPERTIES / "model" / f"{model}.yaml", model_keys=True, merge=False)
+        self._add_properties(plugin / "overall.yaml")
+        llm = _uses_llm_embeddings(model_class)
+        if llm:
+            self._add_properties(plugin / "model" / "llm.yaml")
+        self._add_properties(plugin / "model" / f"{model}.yaml", model_keys=True)
+        if llm:
+            self._add_method_properties(plugin)
+        else:
+            check_key_owners(self.external_config_dict, None)
+        self._add_properties(plugin / "dataset" / f"{dataset}.yaml", record=False)
         compat.drop_sampler_for_ce(
             self.internal_config_dict,
             self.external_config_dict,
             self.internal_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL,
         )
+
+    def _add_properties(self, file, model_keys=False, merge=True, record=True):
+        """Merge a properties file into the internal defaults (``merge``) and record its keys as the
+        model's hyperparameters (``model_keys``) or the plugin's (``record``); absent files: nothing."""
+        if not file.is_file():
+            return
+        values = load_yaml_file(file, what="properties file")
+        if merge:
+            self.internal_config_dict.update(values)
+        if model_keys:
+            self.model_config_keys += [k for k in values if k not in self.model_config_keys]
+        elif record:
+            self.plugin_config_keys += [k for k in values if k not in self.plugin_config_keys]
+
+    def _add_method_properties(self, plugin):
+        """``properties/method/<fair_method>.yaml``; a method of your own without such a file gets the
+        schema's defaults of the built-in keys it reads (``FairMethod.keys``)."""
+        modules = self.external_config_dict.get("method_modules")
+        SCHEMA["method_modules"].check(modules)
+        import_method_modules(modules)  # methods of your own register themselves
+        method = self.external_config_dict.get("fair_method", self.internal_config_dict.get("fair_method"))
+        SCHEMA["fair_method"].check(method)  # a string, before it names a file
+        own_keys = getattr(registered().get(method), "keys", ())
+        check_key_owners(self.external_config_dict, method, own_keys)
+        file = plugin / "method" / f"{method}.yaml"
+        if file.is_file():
+            self._add_properties(file)
+            return
+        values = {k: SCHEMA[k].default for k in own_keys if k in SCHEMA}
+        self.internal_config_dict.update(values)
+        self.plugin_config_keys += [k for k in values if k not in self.plugin_config_keys]

@@ -115,7 +115,7 @@ def epoch_line(epoch_idx, epochs, seconds, train_loss, metric, score, improved, 
 
 
 def bifair_extras(record):
-    """The BiFair figures of an epoch worth a glance (``BiFairTrainer.epoch_stats`` record): the
+    """The BiFair figures of an epoch worth a glance (``FairTrainer.epoch_stats`` record): the
     spread of the groups' training losses and how far E moved from E0."""
     group_loss = record["group_loss"]
     return [f"group loss {min(group_loss):.3f}-{max(group_loss):.3f}",

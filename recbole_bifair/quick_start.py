@@ -34,7 +34,7 @@ from recbole_bifair.logging_setup import (CONSOLE, bifair_extras, epoch_line, he
 from recbole_bifair.model.export import export_item_table
 from recbole_bifair.model.sasrec_layout import apply_layout
 from recbole_bifair.prior_probe import prior_probe
-from recbole_bifair.schema import recorded_config
+from recbole_bifair.schema import recorded_config, upgrade_legacy
 from recbole_bifair.trainer import distributed
 from recbole_bifair.utils import get_model, get_trainer
 
@@ -164,8 +164,12 @@ def evaluate_checkpoint(checkpoint_file, config_file_list=None, config_dict=None
     started = time.time()
     config = config or build_config(None, None, config_file_list, config_dict, cmd_args)
     trained = load_checkpoint(checkpoint_file, "checkpoint_file")
+    theirs = trained["config"]["recorded"]
+    if "bifair" in theirs:  # from before fair_method: its model and keys in today's terms
+        theirs = upgrade_legacy({**theirs, "model": trained["config"]["model"]})
+        trained["config"]["model"] = theirs["model"] if "model" in trained["config"]["recorded"] else theirs.pop("model")
     check_model(trained, config["model"], "checkpoint_file", checkpoint_file)
-    ours, theirs = recorded_config(config), trained["config"]["recorded"]
+    ours = recorded_config(config)
     # a key added to the plugin after the checkpoint was written comes with a default that keeps
     # the old behaviour (as fairness.py's same_config assumes): unset in the checkpoint, it may
     # have that default now, nothing else
@@ -266,8 +270,11 @@ def load_data_and_model(model_file):
     from the config dict the checkpoint stores, on this machine's device."""
     checkpoint = load_checkpoint(model_file, "model_file")
     saved = checkpoint["config"]
-    config_dict = {k: v for k, v in saved["config_dict"].items() if k not in PROCESS_KEYS}
-    config = build_config(saved["model"], saved["dataset"], config_dict=config_dict)
+    # a checkpoint from before fair_method: its model and keys in today's terms (schema.upgrade_legacy)
+    config_dict = upgrade_legacy({"model": saved["model"], **saved["config_dict"]})
+    model_name = config_dict.pop("model")
+    config_dict = {k: v for k, v in config_dict.items() if k not in PROCESS_KEYS}
+    config = build_config(model_name, saved["dataset"], config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_run_logger(config)
     dataset = create_dataset(config)

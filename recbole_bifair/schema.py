@@ -174,14 +174,35 @@ LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")  # RecB
 BALANCES = ("mgda", "dro", "uniform", "groupdro", "none")
 
 RUNS = "Runs and data"
-BIFAIR = "BiFair models (BiFairSASRec, BiFairGRU4Rec, BiFairBERT4Rec); METHOD.md sections 3-5"
-BASELINES = "Fairness baselines in the same pipeline (properties/methods/*.yaml)"
 GROUPS = "Item groups and fairness reports (METHOD.md section 2)"
+LLM = "LLM-enhanced models (LLMSASRec, LLMGRU4Rec, LLMBERT4Rec and the BiFair models; METHOD.md section 3)"
 EMBEDDINGS = "LLM item representations (recbole_bifair.embedding; python -m recbole_bifair.embed)"
+BIFAIR = "fair_method: bifair (METHOD.md sections 4-5)"
+IPS = "fair_method: ips"
+GROUPDRO = "fair_method: groupdro"
+VARREG = "fair_method: varreg"
+LOGIT_ADJUST = "fair_method: logit_adjust"
 RECBOLE = "RecBole keys"
-#: the sections of properties/overall.yaml, in order, then RecBole's keys
-PLUGIN_SECTIONS = (RUNS, BIFAIR, BASELINES, GROUPS, EMBEDDINGS)
+#: the plugin's property files (under properties/) and the sections each holds, in order: every
+#: run reads overall.yaml, the LLM-enhanced models model/llm.yaml, a run with a fairness method
+#: method/<fair_method>.yaml, as RecBole reads its own overall, model and dataset yamls
+PROPERTY_FILES = {
+    "overall.yaml": (RUNS, GROUPS),
+    "model/llm.yaml": (LLM, EMBEDDINGS),
+    "method/bifair.yaml": (BIFAIR,),
+    "method/ips.yaml": (IPS,),
+    "method/groupdro.yaml": (GROUPDRO,),
+    "method/varreg.yaml": (VARREG,),
+    "method/logit_adjust.yaml": (LOGIT_ADJUST,),
+}
+PLUGIN_SECTIONS = tuple(section for sections in PROPERTY_FILES.values() for section in sections)
 SECTIONS = PLUGIN_SECTIONS + (RECBOLE,)
+#: keys that no longer exist, and what replaces them (a config that still sets one stops with this)
+REMOVED_KEYS = {
+    "bifair": "the model and fair_method: write model: LLMSASRec (or fair_method: none) for the LLM-enhanced "
+              "baseline, model: BiFairSASRec (fair_method: bifair) for BiFair",
+    "sample_weighting": "fair_method: ips",
+}
 
 
 def _keys(section, *keys):
@@ -230,8 +251,14 @@ _ENTRIES = _keys(
        "SASRec backbones: the input item vectors times this before the position embedding is added (8 = "
        "sqrt(64), the published SASRec's); scores use the item table as it is.", "> 0"),
 ) + _keys(
-    BIFAIR,
-    _k("bifair", "bool", True, "False: the LLM-enhanced baseline (frozen E + projector, plain loss)."),
+    LLM,
+    _k("fair_method", "str", "none",
+       "The fairness method (recbole_bifair.methods): none (the LLM-enhanced baseline), ips, groupdro, varreg, "
+       "logit_adjust, bifair, or one registered with register_method; the BiFair models default to bifair "
+       "(properties/model/BiFair*.yaml)."),
+    _k("method_modules", "list[str]|str", None,
+       "Modules (names, or paths of .py files) imported before fair_method is looked up: methods of your own "
+       "that call register_method (docs/extending.md)."),
     _k("projector_layers", "int", 2, "Linear layers of the projector P: d_llm -> hidden size.", ">= 1"),
     _k("projector_hidden_size", "int", None, "Width of P's hidden layers; default: the backbone's item vector size.",
        ">= 1"),
@@ -265,6 +292,13 @@ _ENTRIES = _keys(
        "dot (the backbone's scores) or cosine: cos(S, V_i) / score_temperature (AlphaRec; not BiFairBERT4Rec).",
        ("dot", "cosine")),
     _k("score_temperature", "float", 0.1, "score: cosine: temperature of the cosine logits.", "> 0"),
+    _k("posthoc_beta", "float", 0.0,
+       "PostHoc: rank by score - posthoc_beta * log(train_count + 1) (ranking only, training unchanged, with any "
+       "fair_method; 0 = off)."),
+    _k("export_llm_emb", "bool", False, "Write the refined E as <results_dir>/<run_id>.llmemb (an llm_emb_file)."),
+    _k("prior_probe", "bool", True, "At the end, evaluate E0 and E with a training-free recommender."),
+) + _keys(
+    BIFAIR,
     _k("balance", "str", "mgda",
        "Group weighting at both levels: mgda, dro, uniform, groupdro (online GroupDRO) or none (sample mean).",
        BALANCES),
@@ -332,20 +366,21 @@ _ENTRIES = _keys(
     _k("hvp_batch_size", "int", 256,
        "Targets of the training batch used by the Hessian-vector product (whole windows under train_mode "
        "sequence); ~: all.", ">= 1", nullable=True),
-    _k("prior_probe", "bool", True, "At the end, evaluate E0 and E with a training-free recommender."),
 ) + _keys(
-    BASELINES,
-    _k("sample_weighting", "str", "none", "none or ips: weight each training target by train_count ** -ips_alpha.",
-       ("none", "ips")),
-    _k("ips_alpha", "float", 1.0, "Exponent of the inverse-popularity weights.", "> 0"),
-    _k("groupdro_eta", "float", 0.01, "Step size of GroupDRO's online group weights (balance: groupdro).", "> 0"),
-    _k("group_variance_weight", "float", 0.0, "VarReg: add this times the variance of the group losses.", ">= 0"),
-    _k("posthoc_beta", "float", 0.0,
-       "PostHoc: rank by score - posthoc_beta * log(train_count + 1) (ranking only, training unchanged; 0 = off)."),
-    _k("logit_adjust_tau", "float", 0.0,
-       "LogitAdjust: training CE of logits + logit_adjust_tau * log(item prior), prior from training counts "
-       "clamped to 1 (Menon et al. 2021; CE only; ranking unadjusted; 0 = off)."),
-    _k("export_llm_emb", "bool", False, "Write the refined E as <results_dir>/<run_id>.llmemb (an llm_emb_file)."),
+    IPS,
+    _k("ips_alpha", "float", 1.0, "Weight each training target by train_count ** -ips_alpha.", "> 0"),
+) + _keys(
+    GROUPDRO,
+    _k("groupdro_eta", "float", 0.01, "Step size of GroupDRO's online group weights.", "> 0"),
+) + _keys(
+    VARREG,
+    _k("group_variance_weight", "float", 1.0, "Add this times the variance of the group losses to the mean loss.",
+       ">= 0"),
+) + _keys(
+    LOGIT_ADJUST,
+    _k("logit_adjust_tau", "float", 1.0,
+       "Training CE of logits + logit_adjust_tau * log(item prior), prior from training counts clamped to 1 "
+       "(Menon et al. 2021; CE only; ranking unadjusted)."),
 ) + _keys(
     GROUPS,
     _k("item_groups", "str", "popularity", "popularity (from training interactions) or attribute (an item field).",
@@ -437,9 +472,83 @@ _ENTRIES = _keys(
 SCHEMA = {key.name: key for key in _ENTRIES}
 
 
-def plugin_keys():
-    """The keys of properties/overall.yaml, in its order."""
-    return [key for key in _ENTRIES if key.section in PLUGIN_SECTIONS]
+def plugin_keys(file=None):
+    """The plugin's keys (of one property file, e.g. ``"method/bifair.yaml"``), in file order."""
+    sections = PROPERTY_FILES[file] if file else PLUGIN_SECTIONS
+    return [key for section in sections for key in _ENTRIES if key.section == section]
+
+
+def property_file(name):
+    """The property file (under properties/) holding key ``name``'s default; None for RecBole's keys."""
+    section = SCHEMA[name].section if name in SCHEMA else None
+    return next((file for file, sections in PROPERTY_FILES.items() if section in sections), None)
+
+
+def method_of_key(name):
+    """The fair_method whose file holds key ``name`` (``"bifair"``), or None."""
+    file = property_file(name)
+    return file[len("method/"):-len(".yaml")] if file and file.startswith("method/") else None
+
+
+def properties_text(file):
+    """The text of a property file: ``key: default  # (type) doc`` lines under ``# --- section ---``."""
+    lines = [f"# recbole-bifair: {file}, generated from recbole_bifair/schema.py by "
+             f"`python -m recbole_bifair.schema --properties properties`; edit the schema, not this file."]
+    for section in PROPERTY_FILES[file]:
+        lines.append(f"# --- {section} ---")
+        for key in plugin_keys(file):
+            if key.section == section:
+                pair = f"{key.name}: {_yaml_text(key.default)}"
+                lines.append(f"{pair:<31} # ({_type_text(key)}) {key.doc}")
+    return "\n".join(lines) + "\n"
+
+
+def upgrade_legacy(values):
+    """A recorded config (or a checkpoint's config dict, with its ``model``) from before
+    ``fair_method`` existed, in today's keys; other configs are returned as they are.
+
+    The method then was a set of flags on the BiFair models: ``bifair: False`` the LLM-enhanced
+    baseline (``logit_adjust_tau`` > 0: LogitAdjust), and with ``bifair: True`` and no outer level
+    ``sample_weighting: ips`` IPS, ``inner_balance: groupdro`` GroupDRO, ``inner_balance: none`` with
+    ``group_variance_weight`` > 0 VarReg; anything else BiFair. Those runs computed what today's
+    methods compute (the restructure kept every metric, tests/test_methods.py), so their results
+    stay valid: the model becomes ``LLM<Backbone>`` unless the method is BiFair, ``fair_method`` is
+    set, and the keys of the files such a run no longer reads (other methods') are dropped."""
+    if "bifair" not in values:
+        return values
+    old = dict(values)
+    bifair, weighting = old.pop("bifair"), old.pop("sample_weighting", "none")
+    model = old.get("model")
+    if isinstance(model, str) and not model.startswith(("BiFair", "LLM")):
+        return old  # a stock model recorded the flags (every run did) but never read them
+    no_outer = not old.get("outer_level", True)
+    if not bifair:
+        method = "logit_adjust" if old.get("logit_adjust_tau") else "none"
+    elif weighting == "ips":
+        method = "ips"
+    elif no_outer and old.get("inner_balance") == "groupdro":
+        method = "groupdro"
+    elif no_outer and old.get("inner_balance") == "none" and old.get("group_variance_weight"):
+        method = "varreg"
+    else:
+        method = "bifair"
+    if isinstance(model, str) and model.startswith("BiFair") and method != "bifair":
+        old["model"] = "LLM" + model[len("BiFair"):]
+    old["fair_method"] = method
+    return {k: v for k, v in old.items() if method_of_key(k) in (None, method)}
+
+
+def check_key_owners(external, fair_method, method_keys=()):
+    """A key the user set that no longer exists, or that belongs to another fairness method than
+    the run's (and is not among the keys the run's method reads, ``method_keys``: a method of your
+    own may read a built-in one's), is a ConfigError naming it (it would be silently ignored)."""
+    for name in external:
+        if name in REMOVED_KEYS:
+            raise ConfigError(f"{name} no longer exists: it was replaced by {REMOVED_KEYS[name]}")
+        owner = method_of_key(name)
+        if owner is not None and fair_method is not None and owner != fair_method and name not in method_keys:
+            raise ConfigError(f"{name} is a key of fair_method: {owner}, and this run's fair_method is {fair_method}: "
+                              f"set fair_method: {owner}, or remove {name}")
 
 
 #: Config keys recorded in every result file besides the model's own hyperparameters.
@@ -552,7 +661,9 @@ def markdown():
         "booleans are `true`/`false`; `~` (none) only where the type says so. Other keys (RecBole has many "
         "more) pass unchecked. `valid_metric` must name a metric of `metrics` with a cut-off k of `topk`.",
         "",
-        "The plugin's keys and defaults are those of `properties/overall.yaml`.",
+        "The plugin's defaults are in `properties/` (generated from the same schema): `overall.yaml` for every "
+        "run, `model/llm.yaml` for the LLM-enhanced models, `method/<fair_method>.yaml` for a fairness method; "
+        "a run reads and records only the files it uses.",
     ]
     for section in SECTIONS:
         lines += ["", f"## {section}", "", "| key | type | default | allowed | doc |", "|---|---|---|---|---|"]
@@ -565,12 +676,26 @@ def markdown():
     return "\n".join(lines) + "\n"
 
 
+def write_properties(folder):
+    """Write every property file of ``PROPERTY_FILES`` under ``folder``."""
+    from pathlib import Path
+
+    for file in PROPERTY_FILES:
+        path = Path(folder) / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(properties_text(file), encoding="utf-8")
+
+
 def main(argv):
-    if argv != ["--markdown"]:
-        print("usage: python -m recbole_bifair.schema --markdown > docs/config.md", file=sys.stderr)
-        return 2
-    sys.stdout.write(markdown())
-    return 0
+    if argv == ["--markdown"]:
+        sys.stdout.write(markdown())
+        return 0
+    if len(argv) == 2 and argv[0] == "--properties":
+        write_properties(argv[1])
+        return 0
+    print("usage: python -m recbole_bifair.schema --markdown > docs/config.md\n"
+          "       python -m recbole_bifair.schema --properties properties", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

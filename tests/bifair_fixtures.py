@@ -30,10 +30,11 @@ def bifair_setup(tmp_path, monkeypatch):
 
 
 def bifair_config(root, emb_file, **overrides):
+    """The tiny dataset's config for any model (only keys every LLM-enhanced model reads, so that
+    one dict serves every method of a benchmark)."""
     base = dict(
         llm_emb_file=str(emb_file),
         n_item_groups=3,
-        meta_batch_size=32,
         projector_dropout=0.0,
         prior_probe=False,
     )
@@ -47,5 +48,7 @@ def build_bifair(setup, model="BiFairSASRec", **overrides):
     from recbole_bifair.quick_start import build_config, prepare_run
 
     root, emb = setup
+    if model.startswith("BiFair") and overrides.get("fair_method", "bifair") == "bifair":
+        overrides = {"meta_batch_size": 32, **overrides}  # BiFair's meta batch, small for the tiny data
     return prepare_run(build_config(model=model, config_dict=bifair_config(root, emb, **overrides)))
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from recbole_bifair.config import properties_dir
 from recbole_bifair.data.sequence import SequenceTrainDataLoader
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.trainer.bifair_trainer import _gram_by_autograd, group_means, shared_gram
+from recbole_bifair.methods.logit_adjust import log_prior
+from recbole_bifair.trainer.group_loop import _gram_by_autograd, group_means, shared_gram
 from tests.bifair_fixtures import bifair_config, bifair_setup, build_bifair
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0, dropout_prob=0.0, projector_dropout=0.0)
@@ -37,6 +38,8 @@ _build = build_bifair
 
 def _pair(setup, key, value, **overrides):
     """(model at key 0, model at key ``value``) with the same parameters, and the training data."""
+    if key == "logit_adjust_tau":
+        overrides = dict(overrides, fair_method="logit_adjust")
     _, (train, _, _), base, _ = _build(setup, **{key: 0.0}, **overrides)
     _, _, other, _ = _build(setup, **{key: value}, **overrides)
     other.load_state_dict(base.state_dict())  # the count buffer is not in the state dict
@@ -146,9 +149,9 @@ def test_logit_adjusted_ce_is_the_hand_computation(setup, mode):
         # the logits field is what the CE is taken of: the adjusted logits
         np.testing.assert_allclose(adjusted.logits.double().numpy(), shifted, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(adjusted.losses, F.cross_entropy(adjusted.logits, adjusted.targets, reduction="none"))
-        # calculate_loss (RecBole's trainer, bifair: False) goes through the adjusted losses
+        # calculate_loss (RecBole's trainer, which trains fair_method: logit_adjust) goes through the adjusted losses
         torch.testing.assert_close(net.calculate_loss(batch), adjusted.losses.mean())
-        # tau 0: the old path (the backbone's own CE on prefix batches)
+        # tau 0: the plain CE (the backbone's own on prefix batches)
         torch.testing.assert_close(plain.losses, F.cross_entropy(plain.logits, plain.targets, reduction="none"))
         torch.testing.assert_close(base.calculate_loss(batch), plain.losses.mean(), rtol=1e-5, atol=1e-6)
         assert not torch.allclose(plain.losses, adjusted.losses)
@@ -169,12 +172,12 @@ def test_logit_adjustment_in_bert4rec_losses(setup):
     batch = next(iter(train))
     with torch.no_grad():
         plain, adjusted = base.target_losses(batch), net.target_losses(batch)
-    torch.testing.assert_close(adjusted.logits, plain.logits + tau * net.log_prior())
+    torch.testing.assert_close(adjusted.logits, plain.logits + tau * log_prior(net.item_train_count))
     torch.testing.assert_close(adjusted.losses, F.cross_entropy(adjusted.logits, plain.targets, reduction="none"))
 
 
 def test_the_closed_form_gram_holds_for_adjusted_logits(setup):
-    _, (train, _, _), net, _ = _build(setup, logit_adjust_tau=1.0, **NO_DROPOUT)
+    _, (train, _, _), net, _ = _build(setup, fair_method="logit_adjust", logit_adjust_tau=1.0, **NO_DROPOUT)
     net.train()
     out = net.target_losses(train.collate_fn(np.arange(min(8, train.n_windows))))
     group_ids = out.targets % 3
@@ -185,38 +188,39 @@ def test_the_closed_form_gram_holds_for_adjusted_logits(setup):
 
 
 def test_logit_adjustment_with_bpr_is_a_config_error(setup):
-    with pytest.raises(ConfigError, match="logit_adjust_tau") as err:
-        _build(setup, loss_type="BPR", train_mode="prefix", logit_adjust_tau=1.0)
+    with pytest.raises(ConfigError, match="fair_method: logit_adjust adjusts the logits") as err:
+        _build(setup, loss_type="BPR", train_mode="prefix", fair_method="logit_adjust", logit_adjust_tau=1.0)
     assert "loss_type: CE" in str(err.value)
-    _build(setup, loss_type="BPR", train_mode="prefix", logit_adjust_tau=0.0)  # off: fine
+    _build(setup, loss_type="BPR", train_mode="prefix", fair_method="none")  # no adjustment: fine
 
 
 @pytest.mark.parametrize("key", ["posthoc_beta", "logit_adjust_tau"])
 @pytest.mark.parametrize("value", ["strong", float("inf"), float("nan"), True, [1.0]])
 def test_bad_values_name_the_key(setup, key, value):
+    method = {"fair_method": "logit_adjust"} if key == "logit_adjust_tau" else {}
     with pytest.raises(ConfigError, match=f"^{key}: .*; expected a number$"):
-        _build(setup, **{key: value})
+        _build(setup, **{key: value}, **method)
 
 
 def test_method_files_and_defaults():
     from recbole_bifair.config import load_yaml_file
 
-    overall = load_yaml_file(properties_dir() / "overall.yaml")
-    assert overall["posthoc_beta"] == 0.0 and overall["logit_adjust_tau"] == 0.0
-    for method, key, value in (("PostHoc", "posthoc_beta", 0.5), ("LogitAdjust", "logit_adjust_tau", 1.0)):
+    assert load_yaml_file(properties_dir() / "model" / "llm.yaml")["posthoc_beta"] == 0.0  # off
+    assert load_yaml_file(properties_dir() / "method" / "logit_adjust.yaml") == {"logit_adjust_tau": 1.0}
+    for method, keys in (("PostHoc", {"model": "LLMSASRec", "posthoc_beta": 0.5}),
+                         ("LogitAdjust", {"model": "LLMSASRec", "fair_method": "logit_adjust", "logit_adjust_tau": 1.0})):
         path = properties_dir() / "methods" / f"{method}.yaml"
         assert path.read_text().startswith("# ")
-        keys = load_yaml_file(path)
-        assert keys == {"model": "BiFairSASRec", "bifair": False, key: value}
+        assert load_yaml_file(path) == keys
 
 
-def test_bifair_trains_with_both_keys_and_records_them(setup):
-    """The bi-level trainer (outer step, Hessian-vector products) runs on the adjusted losses."""
+def test_bifair_trains_under_posthoc_ranking_and_records_it(setup):
+    """posthoc_beta composes with BiFair (BiFair-PostHoc); a run records the keys of its own method
+    only (no logit_adjust_tau under fair_method: bifair)."""
     from recbole_bifair.quick_start import run_bifair
 
     root, emb = setup
-    result = run_bifair(model="BiFairSASRec", config_dict=bifair_config(
-        root, emb, logit_adjust_tau=1.0, posthoc_beta=0.5, hvp_batch_size=16))
-    assert result["config"]["logit_adjust_tau"] == 1.0 and result["config"]["posthoc_beta"] == 0.5
+    result = run_bifair(model="BiFairSASRec", config_dict=bifair_config(root, emb, posthoc_beta=0.5, hvp_batch_size=16))
+    assert result["config"]["posthoc_beta"] == 0.5 and "logit_adjust_tau" not in result["config"]
     assert result["training_log"][-1]["E_drift"] > 0
     assert np.isfinite(result["test_result"]["ndcg@10"])

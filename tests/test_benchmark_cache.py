@@ -67,7 +67,7 @@ def test_a_candidate_run_carries_its_extra_keys(tmp_path, monkeypatch):
     path, _ = runs.run_one("LLM-SASRec", 2020, "quick", str(tmp_path / "work"), 1, "tiny", str(root),
                            extra={"projector_hidden_size": 24, "epochs": 1}, label="wide")
     recorded = json.load(open(path))["config"]
-    assert "wide-seed2020" in path and recorded["projector_hidden_size"] == 24 and recorded["bifair"] is False
+    assert "wide-seed2020" in path and recorded["projector_hidden_size"] == 24 and recorded["fair_method"] == "none"
 
 
 def test_an_unfinished_run_continues_from_its_last_checkpoint(tmp_path, monkeypatch):
@@ -116,7 +116,7 @@ def test_a_finished_run_is_archived_and_reused_from_the_archive(tmp_path, monkey
     kept = archive.archive_folder(str(folder), str(tmp_path / "runs"))
     assert kept == str(tmp_path / "runs" / "fairness-tiny-converge" / "LLM-SASRec-seed2020")
     method = tmp_path / "method.yaml"
-    method.write_text(yaml.safe_dump({"model": "BiFairSASRec", "bifair": False}))
+    method.write_text(yaml.safe_dump({"model": "LLMSASRec"}))
     protocol_file = tmp_path / "protocol.yaml"
     protocol_file.write_text(json.dumps(bifair_config(root, emb, results_dir=str(folder), epochs=1, save_rankings=True)))
     files = [str(method), str(protocol_file)]
@@ -169,7 +169,7 @@ def test_a_run_is_found_by_its_config_under_another_name(tmp_path, monkeypatch):
     first.mkdir(parents=True)
     runs_root = str(tmp_path / "runs")
     method = tmp_path / "method.yaml"
-    method.write_text(yaml.safe_dump({"model": "BiFairSASRec", "bifair": False, "id_fusion": "sum"}))
+    method.write_text(yaml.safe_dump({"model": "LLMSASRec", "id_fusion": "sum"}))
     protocol_file = tmp_path / "protocol.yaml"
     protocol_file.write_text(json.dumps(bifair_config(root, emb, results_dir=str(first), epochs=1, save_rankings=True)))
     files = [str(method), str(protocol_file)]

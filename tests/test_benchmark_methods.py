@@ -66,8 +66,7 @@ def test_sweep_folders_are_safe_and_method_folders_unchanged(tmp_path):
 def test_every_method_has_its_file_and_a_point_puts_its_keys_on_top():
     assert sorted(methods.METHODS) == sorted(name[: -len(".yaml")] for name in os.listdir(METHODS_DIR))
     assert methods.method_file("IPS") == os.path.join(METHODS_DIR, "IPS.yaml")
-    assert methods.method_keys("IPS") == {"model": "BiFairSASRec", "outer_level": False, "inner_balance": "none",
-                                          "sample_weighting": "ips", "ips_alpha": 1.0}
+    assert methods.method_keys("IPS") == {"model": "LLMSASRec", "fair_method": "ips", "ips_alpha": 1.0}
     assert methods.method_keys("IPS[ips_alpha=0.25]")["ips_alpha"] == 0.25
     assert methods.method_keys("BiFair-large-batches") == {"model": "BiFairSASRec", "meta_batch_size": 2048,
                                                            "hvp_batch_size": None}
@@ -77,7 +76,7 @@ def test_every_method_has_its_file_and_a_point_puts_its_keys_on_top():
 #: files: each row must still measure exactly this config.
 INLINE = {
     "SASRec (ID)": {"model": "SASRec"},
-    "LLM-SASRec": {"model": "BiFairSASRec", "bifair": False},
+    "LLM-SASRec": {"model": "LLMSASRec"},
     "BiFair finite_difference (default)": {"model": "BiFairSASRec"},
     "BiFair first_order": {"model": "BiFairSASRec", "hypergrad": "first_order"},
     "BiFair finite_difference, outer_interval 1, full-size meta/HVP batches":
@@ -91,7 +90,7 @@ INLINE = {
                                                            "outer_softmax": "sampled", "mgda_interval": 4},
     "BiFair finite_difference (outer sampled; outer_second_moment entry)":
         {"model": "BiFairSASRec", "outer_softmax": "sampled", "outer_second_moment": "entry"},
-    "LLM-SASRec (sampled inner)": {"model": "BiFairSASRec", "bifair": False, "train_softmax": "sampled"},
+    "LLM-SASRec (sampled inner)": {"model": "LLMSASRec", "train_softmax": "sampled"},
     "BiFair finite_difference (outer sampled + sampled inner)": {"model": "BiFairSASRec", "outer_softmax": "sampled",
                                                                 "train_softmax": "sampled"},
     "BiFair first_order (outer sampled + sampled inner)": {"model": "BiFairSASRec", "hypergrad": "first_order",

@@ -76,7 +76,7 @@ def test_full_sort_predict_computes_the_table_once_per_evaluation_pass(setup, mo
 
 
 def test_llm_baseline_keeps_E_frozen_and_out_of_the_parameters(setup):
-    config, dataset, data, net, trainer = _build(setup, "BiFairSASRec", bifair=False)
+    config, dataset, data, net, trainer = _build(setup, "BiFairSASRec", fair_method="none")
     names = [n for n, _ in net.named_parameters()]
     assert "item_embedding.E" not in names
     assert "item_embedding.E" in dict(net.named_buffers())

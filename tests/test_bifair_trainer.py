@@ -120,8 +120,8 @@ def test_nan_in_training_names_the_key_and_keeps_the_last_good_checkpoint(setup)
 @pytest.mark.parametrize("with_logits", [True, False])
 def test_shared_gram_equals_per_group_gradients_computed_one_by_one(with_logits):
     """The closed form (CE) and the autograd fallback (other losses) against K explicit backwards."""
-    from recbole_bifair.model.bifair import TargetLosses
-    from recbole_bifair.trainer.bifair_trainer import group_means, shared_gram
+    from recbole_bifair.model.llm import TargetLosses
+    from recbole_bifair.trainer.group_loop import group_means, shared_gram
 
     torch.manual_seed(0)
     S = torch.randn(6, 4, requires_grad=True)

@@ -27,38 +27,37 @@ from recbole_bifair.config import BiFairConfig, load_yaml_file, properties_dir
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.fileio import to_json_value, write_json_atomic
 from recbole_bifair.run import main
-from recbole_bifair.schema import PER_MODEL, PLUGIN_SECTIONS, RECBOLE, SCHEMA, Range, check_config, markdown, plugin_keys
+from recbole_bifair.schema import (
+    PER_MODEL, PLUGIN_SECTIONS, PROPERTY_FILES, RECBOLE, SCHEMA, Range, check_config, markdown, plugin_keys,
+    method_of_key, properties_text, property_file,
+)
 from tests.datagen import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = ["--model=BiFairSASRec", "--dataset=no-such-dataset"]
 
 
-def _overall_lines():
-    """properties/overall.yaml as {key: (type word, doc)} from its `key: value  # (type) doc` lines."""
-    lines = {}
-    for line in (properties_dir() / "overall.yaml").read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^(\w+):.*?\s# \((\w+)\) (.*)$", line)
-        if match:
-            lines[match.group(1)] = match.group(2, 3)
-    return lines
+# ----- the schema agrees with the property files, RecBole and the code -------------------------
+@pytest.mark.parametrize("file", list(PROPERTY_FILES))
+def test_each_property_file_is_the_schemas(file):
+    """The files under properties/ are generated from the schema (``python -m recbole_bifair.schema
+    --properties properties``): each holds its sections' keys, defaults, types and docs."""
+    assert (properties_dir() / file).read_text(encoding="utf-8") == properties_text(file)
+    defaults = load_yaml_file(properties_dir() / file)
+    assert list(defaults) == [k.name for k in plugin_keys(file)]
+    for key in plugin_keys(file):
+        assert key.default == defaults[key.name] and type(key.default) is type(defaults[key.name])
+        key.check(defaults[key.name])
+        assert property_file(key.name) == file
 
 
-# ----- the schema agrees with properties/overall.yaml, RecBole and the code ---------------------
-def test_every_overall_yaml_key_is_in_the_schema_and_back():
-    defaults = load_yaml_file(properties_dir() / "overall.yaml")
-    assert [k.name for k in plugin_keys()] == list(defaults)
-
-
-@pytest.mark.parametrize("key", [k.name for k in plugin_keys()])
-def test_plugin_default_type_and_doc_match_overall_yaml(key):
-    default = load_yaml_file(properties_dir() / "overall.yaml")[key]
-    type_word, doc = _overall_lines()[key]
-    entry = SCHEMA[key]
-    assert entry.default == default and type(entry.default) is type(default)
-    assert entry.kind.split("|")[0].split("[")[0] == type_word
-    assert entry.doc == doc
-    entry.check(default)
+def test_every_plugin_key_is_in_exactly_one_property_file():
+    names = [k.name for file in PROPERTY_FILES for k in plugin_keys(file)]
+    assert sorted(names) == sorted(k.name for k in plugin_keys()) and len(names) == len(set(names))
+    on_disk = {f.relative_to(properties_dir()).as_posix() for f in properties_dir().glob("*/*.yaml")
+               if f.parent.name in ("model", "method")} | {"overall.yaml"}
+    models = {f"model/BiFair{b}.yaml" for b in ("SASRec", "GRU4Rec", "BERT4Rec")}
+    assert on_disk == set(PROPERTY_FILES) | models
 
 
 def test_recbole_defaults_match_recbole():
@@ -78,11 +77,13 @@ def test_choices_are_the_ones_the_code_accepts():
     from recbole_bifair.data.sequence import TRAIN_MODES
     from recbole_bifair.embedding.options import DTYPES, MISSING_MODES, POOLINGS
     from recbole_bifair.fairness.groups import KINDS, LONG_TAIL_RULES, MULTI_VALUE, SPLITS
-    from recbole_bifair.model.bifair import GROUP_OFFSETS, ID_INITS, SCORES, SOFTMAXES
+    from recbole_bifair.methods.bifair import GROUP_OFFSETS
+    from recbole_bifair.model.llm import ID_INITS, SCORES, SOFTMAXES
     from recbole_bifair.model.llm_item_table import ACTIVATIONS, DROPOUT_PLACES, ID_FUSIONS, TRANSFORMS
-    from recbole_bifair.model.score_offsets import OFFSET_BASES
+    from recbole_bifair.methods.score_offsets import OFFSET_BASES
     from recbole_bifair.model.sasrec_layout import NORMS
-    from recbole_bifair.trainer.bifair_trainer import BALANCE_MODES, OUTER_SOFTMAXES, SECOND_MOMENTS
+    from recbole_bifair.trainer.group_loop import LEVEL_BALANCES as BALANCE_MODES
+    from recbole_bifair.trainer.outer_level import OUTER_SOFTMAXES, SECOND_MOMENTS
     from recbole_bifair.trainer.hypergrad import HYPERGRADS
     from recbole_bifair.trainer.unroll import UNROLLS
 
@@ -99,7 +100,9 @@ def test_choices_are_the_ones_the_code_accepts():
     for key, accepted in code.items():
         assert set(SCHEMA[key].choices) == set(accepted), key
     assert SCHEMA["meta_split"].choices == ("holdout", "next_batch")
-    assert SCHEMA["sample_weighting"].choices == ("none", "ips")
+    from recbole_bifair.data.sequence import SEQ_WINDOWS
+
+    assert SCHEMA["seq_windows"].choices == SEQ_WINDOWS
 
 
 def test_learners_are_recbole_optimisers():
@@ -179,7 +182,8 @@ def _one_error_line(capsys):
 
 @pytest.mark.parametrize("key, text", _bad_cases())
 def test_each_bad_value_exits_2_naming_its_key(user_folder, capsys, key, text):
-    assert run_cli(main, RUN + [f"--{key}={text}"]) == 2
+    owner = method_of_key(key)  # a method's key is set with its method
+    assert run_cli(main, RUN + [f"--{key}={text}"] + ([f"--fair_method={owner}"] if owner else [])) == 2
     line = _one_error_line(capsys)
     assert line.startswith(f"error: {key}: ") and f"; expected {SCHEMA[key].expected()}" in line, line
     assert list(user_folder.iterdir()) == []  # no log, no result, nothing read
@@ -191,7 +195,7 @@ PROBES = {
     "--learning_rate=abc": "learning_rate: 'abc' is not a number; expected a number >= 0",
     "--outer_learning_rate=abc": "outer_learning_rate: 'abc' is not a number; expected a number >= 0",
     "--hidden_size=abc": "hidden_size: 'abc' is not an integer; expected an integer >= 1",
-    "--bifair=maybe": "bifair: 'maybe' is not a boolean; expected true or false",
+    "--outer_level=maybe": "outer_level: 'maybe' is not a boolean; expected true or false",
     "--epochs=0": "epochs: 0 is out of range; expected an integer >= 1",
     "--epochs=-3": "epochs: -3 is out of range; expected an integer >= 1",
     "--metrics=[NDCG,MGU]": ("valid_metric: 'MRR@10' is not computed: metrics ['NDCG', 'MGU'] has no MRR; add MRR "
@@ -249,7 +253,7 @@ def test_values_that_pass(key, value):
     ("epochs", 2.0, "epochs: 2.0 is not an integer"),
     ("epochs", True, "epochs: True is not an integer"),
     ("learning_rate", "1e-3", "learning_rate: '1e-3' is not a number"),
-    ("bifair", 1, "bifair: 1 is not a boolean"),
+    ("outer_level", 1, "outer_level: 1 is not a boolean"),
     ("metrics", [], "metrics: [] is empty"),
     ("metrics", ["NDCG", 3], "metrics: 3 in ['NDCG', 3] is not a string"),
     ("llm_emb_fields", 5, "llm_emb_fields: 5 is not a list or a string"),

@@ -88,7 +88,7 @@ EPOCH_CASES = {
     "bifair-sampled": dict(group_offsets="outer", outer_softmax="sampled", outer_negatives=5,
                            train_softmax="sampled", train_negatives=5),
     # RecBole's loop under DDP: the LLM-SASRec baseline and stock SASRec (sequence-level training)
-    "baseline": dict(bifair=False),
+    "baseline": dict(fair_method="none"),
     "sasrec": dict(model="SASRec"),
 }
 
@@ -144,7 +144,7 @@ def _step_worker(rank, tmp, root, emb, port, overrides, distributed_run):
         stats[key] = torch.zeros(K)
     before = _parameters(model)
     trainer.global_step = 1
-    trainer._bilevel_step(batch(trainer._inner_data, N_WINDOWS), stats, 0)
+    trainer._group_step(batch(trainer._inner_data, N_WINDOWS), stats, 0)
     out = {"before": before, "after": _parameters(model), "inner_w": stats["inner_w"],
            "outer_w": stats["outer_w"], "inner_loss": stats["inner_loss"]}
     torch.save(out, os.path.join(tmp, f"step-{'dist' if distributed_run else 'single'}-{rank}.pt"))
@@ -233,9 +233,9 @@ def _run_two_processes(root, emb, tmp_path, **overrides):
     return run(model=model, config_dict=config_dict, nproc=WORLD, port=str(_free_port()))
 
 
-@pytest.mark.parametrize("model, extra", [("BiFairSASRec", {"bifair": False}), ("SASRec", {})])
+@pytest.mark.parametrize("model, extra", [("LLMSASRec", {}), ("SASRec", {})])
 def test_baseline_and_stock_models_train_on_two_processes(setup, tmp_path, model, extra):
-    """The LLM-SASRec baseline (``bifair: False``) and stock SASRec train through RecBole's loop,
+    """The LLM-SASRec baseline (``LLMSASRec``) and stock SASRec train through RecBole's loop,
     whose DDP wrapper needs the CPU workaround (compat item 13); the run ends with a result."""
     root, emb = setup
     result = _run_two_processes(root, emb, tmp_path, model=model, epochs=2, **extra)

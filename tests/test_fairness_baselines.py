@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recbole_bifair.config import properties_dir
-from recbole_bifair.model.bifair import TargetLosses
+from recbole_bifair.model.llm import TargetLosses
 from recbole_bifair.quick_start import build_config, prepare_run, run_bifair
 from recbole_bifair.trainer.balancing import OnlineGroupDRO
 from tests.bifair_fixtures import bifair_config, bifair_setup
@@ -41,7 +41,7 @@ def _trainer(setup, **overrides):
 
 
 def test_ips_weights_targets_by_inverse_training_count(setup):
-    trainer = _trainer(setup, sample_weighting="ips", ips_alpha=0.5, outer_level=False)
+    trainer = _trainer(setup, fair_method="ips", ips_alpha=0.5)
     counts = trainer.item_groups.train_count.double()
     items = torch.nonzero(counts > 0).flatten()[:6]
     losses = torch.arange(1.0, 7.0)
@@ -59,18 +59,23 @@ def test_ips_weights_targets_by_inverse_training_count(setup):
 
 
 def test_variance_regulariser_adds_the_population_variance_of_present_groups(setup):
-    trainer = _trainer(setup, group_variance_weight=2.0, outer_level=False)
+    trainer = _trainer(setup, fair_method="varreg", group_variance_weight=2.0)
     L_g = torch.tensor([1.0, 4.0, 100.0])
     present = torch.tensor([True, True, False])
     lam = torch.tensor([0.5, 0.5, 0.0])
     assert trainer._inner_objective(L_g, present, lam).item() == pytest.approx(2.5 + 2.0 * 2.25)
 
 
-def test_unknown_sample_weighting_names_the_key(setup):
+def test_unknown_method_and_removed_keys_name_the_fix(setup):
     from recbole_bifair.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="sample_weighting"):
-        _trainer(setup, sample_weighting="propensity")
+    with pytest.raises(ConfigError, match="fair_method 'propensity' is unknown; use one of bifair, groupdro, ips"):
+        _trainer(setup, fair_method="propensity")
+    with pytest.raises(ConfigError, match="sample_weighting no longer exists: it was replaced by fair_method: ips"):
+        _trainer(setup, sample_weighting="ips")
+    with pytest.raises(ConfigError, match="ips_alpha is a key of fair_method: ips, and this run's fair_method is "
+                                          "varreg: set fair_method: ips, or remove ips_alpha"):
+        _trainer(setup, fair_method="varreg", ips_alpha=0.5)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -63,7 +63,7 @@ def test_only_the_second_order_term_moves_the_offsets(setup):
 
 @pytest.mark.parametrize("overrides, key", [
     (dict(outer_level=False), "group_offsets: outer needs the outer level"),
-    (dict(bifair=False), "group_offsets: outer needs the outer level"),
+    (dict(fair_method="none"), "group_offsets is a key of fair_method: bifair"),
     (dict(loss_type="BPR", train_neg_sample_args={"distribution": "uniform", "sample_num": 1}, train_mode="prefix"),
      "loss_type: CE or group_offsets: none"),
     (dict(group_offsets="inner"), "group_offsets: 'inner' is not allowed; expected one of none, outer or ~"),
@@ -78,7 +78,7 @@ def test_bad_offset_settings_name_the_fix(setup, overrides, key):
 @pytest.mark.parametrize("overrides, expected", [
     (dict(), "outer"),
     (dict(outer_level=False), "none"),
-    (dict(bifair=False), "none"),
+    (dict(outer_level=False), "none"),
     (dict(loss_type="BPR", train_neg_sample_args={"distribution": "uniform", "sample_num": 1}, train_mode="prefix"),
      "none"),
 ])
@@ -102,8 +102,8 @@ def test_unset_outer_weighting_is_dro_with_the_offsets_and_balance_without(setup
     assert off["outer_balance"] is None  # the trainer then uses `balance`
     mine = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, outer_balance="mgda"))
     assert mine["outer_balance"] == "mgda"
-    baseline = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, bifair=False))
-    assert baseline["outer_balance"] is None and baseline["group_offsets"] == "none"
+    baseline = build_config(model="BiFairSASRec", config_dict=bifair_config(root, emb, fair_method="none"))
+    assert baseline["outer_balance"] is None and baseline["group_offsets"] is None  # not a key of its method
 
 
 # --- offset_basis (score_offsets.py): how the learned offsets map to items ---------------------
@@ -118,7 +118,7 @@ def _popularity_groups(counts, n_groups):
 def test_group_basis_is_the_direct_group_lookup():
     """The default basis reproduces ``b[group_of[item]]`` (padding's -1 wraps to the last group, as
     the lookup did before the basis existed)."""
-    from recbole_bifair.model.score_offsets import offset_basis
+    from recbole_bifair.methods.score_offsets import offset_basis
 
     groups = _popularity_groups([0, 50, 40, 9, 8, 3, 1, 0], 3)
     B = offset_basis("group", groups, groups.train_count.numpy())
@@ -130,7 +130,7 @@ def test_interpolate_basis_by_hand():
     """Items of 2 popularity groups of 2 items each, counts e^4, e^2 (head) and e^1, e^1 (tail):
     knots at log-count 3 (head) and 1 (tail). Hand-computed hat weights: an item at log-count 2 is
     halfway (0.5 / 0.5), above 3 or below 1 it takes the end knot's offset alone."""
-    from recbole_bifair.model.score_offsets import offset_basis
+    from recbole_bifair.methods.score_offsets import offset_basis
 
     e = np.e
     counts = np.array([0, e ** 4, e ** 2, e, e])
@@ -148,7 +148,7 @@ def test_interpolate_basis_by_hand():
 
 
 def test_prior_basis_is_centred_log_popularity():
-    from recbole_bifair.model.score_offsets import offset_basis
+    from recbole_bifair.methods.score_offsets import offset_basis
 
     counts = np.array([0, 100, 10, 1, 0])  # the unseen item counts as 1
     groups = _popularity_groups(counts, 2)
@@ -159,7 +159,7 @@ def test_prior_basis_is_centred_log_popularity():
 
 @pytest.mark.parametrize("basis", ["interpolate", "prior"])
 def test_offsets_of_each_basis_shift_the_training_logits_only(setup, basis):
-    from recbole_bifair.model.score_offsets import offset_basis
+    from recbole_bifair.methods.score_offsets import offset_basis
 
     _, (train, _, test), net, trainer = _build(setup, group_offsets="outer", offset_basis=basis, **NO_DROPOUT)
     net.eval()
@@ -193,7 +193,7 @@ def test_unknown_offset_basis_names_the_fix(setup):
 
 def test_interpolate_needs_popularity_groups():
     from recbole_bifair.fairness.groups import ItemGroups
-    from recbole_bifair.model.score_offsets import offset_basis
+    from recbole_bifair.methods.score_offsets import offset_basis
 
     values = np.array([[None], ["a"], ["b"], ["a"]], dtype=object)
     groups = ItemGroups.attribute(values, [0, 5, 3, 1], "first", "genre", np.array(["[PAD]", "1", "2", "3"]))
@@ -230,7 +230,10 @@ def test_rank_with_offsets_ranks_by_the_training_logits(setup, basis):
         torch.testing.assert_close(ranked.target_losses(batch).losses, net.target_losses(batch).losses)
 
 
-@pytest.mark.parametrize("overrides", [dict(group_offsets="none"), dict(bifair=False)])
-def test_rank_with_offsets_without_offsets_names_the_fix(setup, overrides):
-    with pytest.raises(ConfigError, match="rank_with_offsets: True .* has none .* set group_offsets: outer"):
+@pytest.mark.parametrize("overrides, message", [
+    (dict(group_offsets="none"), "rank_with_offsets: True .* has none .* set group_offsets: outer"),
+    (dict(fair_method="none"), "rank_with_offsets is a key of fair_method: bifair, and this run's fair_method is none"),
+])
+def test_rank_with_offsets_without_offsets_names_the_fix(setup, overrides, message):
+    with pytest.raises(ConfigError, match=message):
         _build(setup, rank_with_offsets=True, **overrides)

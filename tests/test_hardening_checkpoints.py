@@ -236,7 +236,7 @@ def test_E_gone_nan_is_the_outer_level_and_the_kept_checkpoints_are_named(setup)
 
 def test_a_nan_hypergradient_with_a_finite_training_loss_is_the_hypergradient(setup):
     train, model, trainer = _trained_bifair(setup, saved=False)
-    trainer.mu = float("nan")  # the outer loss's anchor term: only the hypergradient sees it
+    trainer.outer.mu = float("nan")  # the outer loss's anchor term: only the hypergradient sees it
     with pytest.raises(ConfigError, match=r"^the outer level diverged: the hypergradient became NaN/Inf while the "
                                           r"training loss is finite at epoch 1, step \d+: lower outer_learning_rate, "
                                           r"set outer_clip_grad_norm, or use another hypergrad. No checkpoint"):

@@ -13,7 +13,7 @@ from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.all_positions import all_position_output
 from recbole_bifair.model.llm_item_table import condition_llm_table, pca_rows
 from recbole_bifair.quick_start import build_config, load_data_and_model, prepare_run, run_bifair
-from recbole_bifair.trainer.bifair_trainer import _gram_by_autograd, group_means, shared_gram
+from recbole_bifair.trainer.group_loop import _gram_by_autograd, group_means, shared_gram
 from tests.bifair_fixtures import EMB_DIM, bifair_config, bifair_setup
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attn_dropout_prob=0.0, dropout_prob=0.0, projector_dropout=0.0)

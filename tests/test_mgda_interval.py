@@ -5,8 +5,31 @@ import pytest
 import torch
 
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.trainer import bifair_trainer
+from recbole_bifair.methods.ips import IPS
+from recbole_bifair.methods.registry import register_method
+from recbole_bifair.methods.varreg import VarReg
+from recbole_bifair.trainer import fair_trainer, group_loop
 from tests.bifair_fixtures import bifair_setup, build_bifair
+
+MGDA_KEYS = ("balance_tau", "balance_ema", "mgda_interval")
+
+
+@register_method
+class IPSWithMGDA(IPS):
+    """IPS's target weights under MGDA's group weights: the fused gradient of weighted losses."""
+
+    name = "ips_mgda"
+    keys = IPS.keys + MGDA_KEYS
+    inner_balance = "mgda"
+
+
+@register_method
+class VarRegWithMGDA(VarReg):
+    """VarReg's loss term under MGDA's group weights: the fused gradient must stay off."""
+
+    name = "varreg_mgda"
+    keys = VarReg.keys + MGDA_KEYS
+    inner_balance = "mgda"
 
 
 @pytest.fixture
@@ -17,13 +40,13 @@ def setup(tmp_path, monkeypatch):
 def _record(monkeypatch, trainer):
     """Observe (not replace) the inner balancer's weights and every Gram computation."""
     grams, calls = [], []
-    real_gram = bifair_trainer.shared_gram
+    real_gram = group_loop.shared_gram
 
     def gram(*args, **kwargs):
         grams.append(len(calls))
         return real_gram(*args, **kwargs)
 
-    monkeypatch.setattr(bifair_trainer, "shared_gram", gram)
+    monkeypatch.setattr(group_loop, "shared_gram", gram)
     balancer = trainer.inner_balancer
     real_weights = balancer.weights
 
@@ -69,7 +92,7 @@ def test_the_call_count_survives_a_checkpoint(setup):
     trainer._train_epoch(train, 0)
     state = trainer.inner_balancer.state_dict()
     assert state["calls"] == trainer.inner_balancer.calls > 0
-    fresh = bifair_trainer.Balancer("mgda", 3, trainer.config, "balance")
+    fresh = group_loop.Balancer("mgda", 3, trainer.config, "balance")
     fresh.load_state_dict(state)
     assert fresh.calls == state["calls"]
     torch.testing.assert_close(fresh.impl.last, trainer.inner_balancer.impl.last)
@@ -87,13 +110,11 @@ def test_a_bad_interval_names_the_key(setup, bad):
 
 
 # ----- the Gram's products as the inner backward (fused_inner_grads) -----------------------------
-@pytest.mark.parametrize("extra", [{}, {"score": "cosine"}, {"sample_weighting": "ips"}, {"group_offsets": "outer"},
-                                   {"logit_adjust_tau": 1.0}])
+@pytest.mark.parametrize("extra", [{}, {"score": "cosine"}, {"fair_method": "ips_mgda"}, {"group_offsets": "outer"}])
 def test_fused_inner_gradient_equals_autograd(setup, extra):
     """The inner gradient formed from the Gram's parts equals autograd's gradient of
     sum_g lambda_g L_g through the logits, for every parameter of theta."""
-    _, (train, *_), net, trainer = build_bifair(setup, balance="mgda", hidden_dropout_prob=0.0,
-                                                attn_dropout_prob=0.0, **extra)
+    _, (train, *_), net, trainer = build_bifair(setup, hidden_dropout_prob=0.0, attn_dropout_prob=0.0, **extra)
     trainer._setup(train)
     theta = [p for p in net.inner_parameters()]
     if extra.get("group_offsets"):
@@ -108,7 +129,7 @@ def test_fused_inner_gradient_equals_autograd(setup, extra):
     lam = lam.detach() * torch.tensor([1.7, 0.4, 1.1])[: len(lam)]  # any weights, not only the simplex's
     want = torch.autograd.grad(trainer._inner_objective(grouped.means, grouped.present, lam), theta,
                                retain_graph=True, allow_unused=True)
-    got = bifair_trainer.fused_inner_grads(out, parts, lam, grouped.group_ids, grouped.counts, theta)
+    got = group_loop.fused_inner_grads(out, parts, lam, grouped.group_ids, grouped.counts, theta)
     checked = 0
     scale = max(w.abs().max().item() for w in want if w is not None)
     for p, w, g in zip(theta, want, got):
@@ -123,10 +144,10 @@ def test_fused_inner_gradient_equals_autograd(setup, extra):
 
 
 def test_the_fused_path_is_off_with_a_variance_term(setup, monkeypatch):
-    _, (train, *_), net, trainer = build_bifair(setup, balance="mgda", group_variance_weight=0.5, outer_level=False)
+    _, (train, *_), net, trainer = build_bifair(setup, fair_method="varreg_mgda", group_variance_weight=0.5)
     trainer._setup(train)
     used = []
-    real = bifair_trainer.fused_inner_grads
-    monkeypatch.setattr(bifair_trainer, "fused_inner_grads", lambda *a: used.append(1) or real(*a))
+    real = fair_trainer.fused_inner_grads
+    monkeypatch.setattr(fair_trainer, "fused_inner_grads", lambda *a: used.append(1) or real(*a))
     trainer._train_epoch(train, 0)
     assert not used

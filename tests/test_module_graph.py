@@ -13,8 +13,11 @@ The layers (``LAYERS``), bottom up:
    a model or a trainer, and the model reads the item groups (its score offsets), so they sit
    under the model although the metrics come after training in the data flow, as RecBole's
    evaluator sits under its trainer;
-5. ``model``: the item table and the BiFair models;
-6. ``trainer``: RecBole's loop with the plugin's checkpoints, the bi-level loop, several processes;
+5. ``model`` and ``methods``: the item table and the LLM-enhanced models, and the fairness methods
+   (what each changes in training and ranking; a model builds its method, a method adds its
+   parameters to the model and reads the item groups);
+6. ``trainer``: RecBole's loop with the plugin's checkpoints, the per-group loop and BiFair's outer
+   level, several processes;
 7. resolution: ``utils`` (classes by name, the trainers included), ``config`` (``BiFairConfig``
    resolves the model class, as RecBole's ``Config`` does, and checks keys with the data,
    embedding and model modules that own them), and the package itself (``setup()`` installs
@@ -44,7 +47,7 @@ LAYERS = {
     "embedding": 2,
     "data": 3,
     "fairness": 4,
-    "model": 5,
+    "model": 5, "methods": 5,
     "trainer": 6,
     "utils": 7, "config": 7, "": 7,
     "quick_start": 8, "prior_probe": 8,

@@ -26,7 +26,7 @@ def trained(tmp_path, monkeypatch):
     """A finished LLM-SASRec run (2 epochs) and the config files it was made with."""
     root, emb = bifair_setup(tmp_path, monkeypatch)
     method = tmp_path / "method.yaml"
-    method.write_text(yaml.safe_dump({"model": "BiFairSASRec", "bifair": False}))
+    method.write_text(yaml.safe_dump({"model": "LLMSASRec"}))
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(json.dumps(bifair_config(root, emb, epochs=2, results_dir=str(tmp_path / "base"), **RANKING)))
     result = run_bifair(config_file_list=[str(method), str(protocol)])
@@ -56,7 +56,7 @@ def test_posthoc_rankings_are_the_trained_scores_minus_beta_log_count_by_hand(tr
     assert derived["config"]["posthoc_beta"] == beta
     # by hand: the trained model's plain scores minus beta log(1 + training count)
     config, model, dataset, train, _, test = load_data_and_model(result["checkpoint"])
-    assert model.posthoc_beta == 0.0
+    assert model.posthoc.beta == 0.0
     inter = pd.read_csv(root / "tiny" / "tiny.inter", sep="\t", dtype=str)
     tokens = np.asarray(dataset.field2id_token["item_id"], dtype=object)
     train_items = train._dataset.inter_feat["item_id"].numpy()  # the training split as RecBole made it
@@ -126,7 +126,7 @@ def test_bifair_posthoc_points_are_derived_from_bifairs_checkpoint(tmp_path, mon
     result, trained = json.load(open(path)), json.load(open(base))
     assert result["evaluated_checkpoint"] == trained["checkpoint"] and result["epochs_trained"] == 0
     assert result["config"]["posthoc_beta"] == -0.5 and trained["config"]["posthoc_beta"] == 0.0
-    assert result["config"]["bifair"] is True and "BiFair-PostHoc__posthoc_beta--0.5-seed2020" in path
+    assert result["config"]["fair_method"] == "bifair" and "BiFair-PostHoc__posthoc_beta--0.5-seed2020" in path
     # at beta 0 the derived point is BiFair's own trained model, metric for metric
     zero, _ = runs.run_one("BiFair-PostHoc", 2020, "quick", work, 1, "tiny", str(root),
                            extra={"posthoc_beta": 0.0}, label="BiFair-PostHoc[posthoc_beta=0.0]")
@@ -177,18 +177,18 @@ def test_seeds_other_than_the_profiles_make_their_own_table(monkeypatch, tmp_pat
 
 
 def test_a_key_newer_than_the_checkpoint_may_only_have_its_default(trained):
-    """A checkpoint written before a plugin key existed (here: ``offset_basis`` removed from its
-    config) evaluates under that key's default, which keeps the old behaviour, and under nothing else."""
+    """A checkpoint written before a plugin key existed (here: ``score`` removed from its config)
+    evaluates under that key's default, which keeps the old behaviour, and under nothing else."""
     import torch as _torch
 
     from recbole_bifair.compat import load_checkpoint
 
     _, _, tmp_path, files, result = trained
     old = load_checkpoint(result["checkpoint"])
-    del old["config"]["recorded"]["offset_basis"]
+    del old["config"]["recorded"]["score"]
     older = str(tmp_path / "older.pth")
     _torch.save(old, older)
     again = evaluate_checkpoint(older, config_file_list=_config_files(tmp_path, files, "older"))
     assert again["test_result"] == result["test_result"]
-    with pytest.raises(ConfigError, match=r"offset_basis: trained '<unset>', now 'prior'"):
-        evaluate_checkpoint(older, config_file_list=_config_files(tmp_path, files, "older2", offset_basis="prior"))
+    with pytest.raises(ConfigError, match=r"score: trained '<unset>', now 'cosine'"):
+        evaluate_checkpoint(older, config_file_list=_config_files(tmp_path, files, "older2", score="cosine"))

@@ -44,7 +44,7 @@ def test_rows_of_the_table_are_the_rows_of_the_full_table(setup, id_fusion):
 
 
 @pytest.mark.parametrize("mode", ["prefix", "sequence"])
-@pytest.mark.parametrize("shifts", [{}, {"logit_adjust_tau": 0.7}])
+@pytest.mark.parametrize("shifts", [{}, {"fair_method": "logit_adjust", "logit_adjust_tau": 0.7}])
 def test_sampled_ce_is_the_hand_computation(setup, mode, shifts):
     _, (train, _, _), net, _ = _build(setup, train_mode=mode, train_softmax="sampled", **shifts, **NO_DROPOUT)
     net.eval()
@@ -83,7 +83,8 @@ def test_a_sampled_training_run_never_projects_the_whole_catalog(setup, monkeypa
     """Training (and, for BiFair with outer_softmax sampled, the outer step) projects only the rows
     its batches touch; the full table is computed for evaluation only."""
     _, (train, valid, _), net, trainer = _build(setup, train_softmax="sampled", train_negatives=5, epochs=1,
-                                                bifair=bifair, outer_softmax="sampled", outer_negatives=5)
+                                                **({"outer_softmax": "sampled", "outer_negatives": 5} if bifair
+                                                   else {"fair_method": "none"}))
     calls = []
     original = ProjectedItemTable.compute
 
@@ -137,7 +138,7 @@ def test_the_sampled_outer_step_moves_only_the_rows_it_touched(setup, monkeypatc
     trainer.global_step = 1
     stats = defaultdict(float, group_loss=torch.zeros(3), group_steps=torch.zeros(3), inner_w=torch.zeros(3),
                         outer_w=torch.zeros(3))
-    trainer._bilevel_step(batch, stats, 0)
+    trainer._group_step(batch, stats, 0)
     rows = torch.unique(torch.cat(touched))
     moved = (net.item_table.E.detach() - E_before).abs().sum(1) > 0
     assert moved.any()

@@ -6,9 +6,7 @@ import functools
 import glob
 import json
 import os
-import re
 
-from benchmarks.lib.paths import REPO
 
 #: Where a run writes or what it continued from, not what it computes: a run folder may be renamed
 #: (a tuning candidate that becomes a method's default moves into the method's folder), and a run
@@ -16,9 +14,6 @@ from benchmarks.lib.paths import REPO
 #: how a run was executed (its float rounding, not its method), and runs archived before the key
 #: existed must keep matching plans that set it.
 LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint", "threads")
-#: Sections of properties/overall.yaml that only the plugin's own models read: a stock RecBole
-#: model (SASRec) records their keys but ignores them (``stock_only_keys``).
-PLUGIN_MODEL_SECTIONS = ("# --- BiFair models", "# --- fairness baselines", "# --- LLM item representations")
 
 
 def plain(value):
@@ -36,16 +31,12 @@ def planned_config(config_files):
 
 @functools.lru_cache(maxsize=None)
 def stock_only_keys():
-    """Keys of ``PLUGIN_MODEL_SECTIONS``: a dataset default among them (``id_fusion: sum`` in a
-    dataset file) changes no stock model's run."""
-    keys, inside = set(), False
-    with open(os.path.join(REPO, "properties", "overall.yaml")) as f:
-        for line in f:
-            if line.startswith("# ---"):
-                inside = line.startswith(PLUGIN_MODEL_SECTIONS)
-            elif inside and re.match(r"^[A-Za-z_]\w*:", line):
-                keys.add(line.split(":", 1)[0])
-    return frozenset(keys)
+    """The plugin keys outside ``properties/overall.yaml`` (the LLM models' and the methods'): a stock
+    model does not read them, so a dataset default among them (``id_fusion: sum`` in a dataset
+    file), which its runs record, changes no stock model's run."""
+    from recbole_bifair.schema import plugin_keys
+
+    return frozenset(key.name for key in plugin_keys()) - frozenset(key.name for key in plugin_keys("overall.yaml"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,6 +69,9 @@ def same_config(recorded, expected):
     value (``BiFair-train-logits``'s ``rank_with_offsets``) is no run made before the key existed."""
     if recorded is None:
         return False
+    from recbole_bifair.schema import upgrade_legacy
+
+    recorded = upgrade_legacy(recorded)  # runs from before fair_method (same computation)
     ignored = set(LOCATION_KEYS)
     if recorded.get("model") and is_stock_model(recorded["model"]):
         ignored |= stock_only_keys()  # keys a stock model does not read

@@ -54,7 +54,7 @@ def timed_data(trainer, train, spec, out):
     """The data ``_train_epoch`` gets, cut to ``max_batches`` (BiFair: its inner loader); records
     the epoch's batches in ``out`` and returns ``(epoch data, timed batches)``."""
     epoch_data = train
-    if getattr(trainer, "bifair", False):
+    if getattr(trainer, "group_loop", False):
         trainer._setup(train)
         out["inner_batches"] = len(trainer._inner_data)
         if spec.get("max_batches"):
@@ -69,7 +69,7 @@ def timed_data(trainer, train, spec, out):
 def warm_up(trainer, epoch_data, batches):
     """Untimed batches first: the optimisers' state allocation (E's Adam moments are as large as
     E) and other one-time costs must not be scaled to the epoch with the timed batches."""
-    if getattr(trainer, "bifair", False):
+    if getattr(trainer, "group_loop", False):
         timed, trainer._inner_data = trainer._inner_data, FirstBatches(trainer._inner_data, batches)
         trainer._train_epoch(epoch_data, 0)
         trainer._inner_data = timed

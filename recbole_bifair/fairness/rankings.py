@@ -68,26 +68,11 @@ def load_rankings(rankings_path, item_groups_path, k=None):
     for frame, path in ((items, item_groups_path), (rankings, rankings_path)):
         if frame.empty:
             raise DataError(f"{path} has no row after the header (row 1)")
-    for column, fix in (("item", "write the item's token"),
-                        ("group", "write the name of the item's group (an empty name would be a group of its own)")):
-        empty = np.flatnonzero((items[column].str.strip() == "").to_numpy())
-        if len(empty):
-            raise DataError(f"{item_groups_path} row {empty[0] + 2}, column {column}: empty; {fix}")
-    _no_repeats(items["item"], item_groups_path, "item")
+    groups = _item_groups(items, item_groups_path)
     _no_repeats(rankings["user"], rankings_path, "user",
                 hint="a rankings file has one row per evaluated user (put several targets in one row)")
-    counts = pd.to_numeric(items["train_count"], errors="coerce")
-    bad = np.flatnonzero(~(counts.notna() & (counts >= 0) & (counts == counts.round())))
-    if len(bad):
-        raise DataError(f"{item_groups_path} row {bad[0] + 2}, column train_count: "
-                        f"'{items['train_count'].iloc[bad[0]]}' is not a count of training interactions (an integer >= 0)")
-    tokens = np.concatenate([["[PAD]"], items["item"].to_numpy()]).astype(object)
+    tokens = groups.item_tokens
     index = {token: i for i, token in enumerate(tokens)}
-    names = sorted(items["group"].unique(), key=_natural_key)
-    group_id = {name: g for g, name in enumerate(names)}
-    group_of = [PADDING_GROUP] + [group_id[name] for name in items["group"]]
-    train_count = np.concatenate([[0], counts.to_numpy(dtype=np.int64)])
-    groups = ItemGroups("loaded", names, group_of, train_count, tokens, f"loaded from {item_groups_path}")
 
     def ids(text, row, column):
         try:
@@ -102,7 +87,35 @@ def load_rankings(rankings_path, item_groups_path, k=None):
                             f"a row lists each item once (it would count twice)")
         return found
 
-    lists = [ids(text, r, "topk") for r, text in enumerate(rankings["topk"])]
+    topk_items = _top_k([ids(text, r, "topk") for r, text in enumerate(rankings["topk"])], k, rankings_path)
+    positives = np.array([(r, item) for r, text in enumerate(rankings["target"]) for item in ids(text, r, "target")],
+                         dtype=np.int64).reshape(-1, 2)
+    return groups, topk_items, positives
+
+
+def _item_groups(items, path):
+    """The ``ItemGroups`` of an item groups file (row i is item id i + 1), its rows checked."""
+    for column, fix in (("item", "write the item's token"),
+                        ("group", "write the name of the item's group (an empty name would be a group of its own)")):
+        empty = np.flatnonzero((items[column].str.strip() == "").to_numpy())
+        if len(empty):
+            raise DataError(f"{path} row {empty[0] + 2}, column {column}: empty; {fix}")
+    _no_repeats(items["item"], path, "item")
+    counts = pd.to_numeric(items["train_count"], errors="coerce")
+    bad = np.flatnonzero(~(counts.notna() & (counts >= 0) & (counts == counts.round())))
+    if len(bad):
+        raise DataError(f"{path} row {bad[0] + 2}, column train_count: "
+                        f"'{items['train_count'].iloc[bad[0]]}' is not a count of training interactions (an integer >= 0)")
+    tokens = np.concatenate([["[PAD]"], items["item"].to_numpy()]).astype(object)
+    names = sorted(items["group"].unique(), key=_natural_key)
+    group_id = {name: g for g, name in enumerate(names)}
+    group_of = [PADDING_GROUP] + [group_id[name] for name in items["group"]]
+    train_count = np.concatenate([[0], counts.to_numpy(dtype=np.int64)])
+    return ItemGroups("loaded", names, group_of, train_count, tokens, f"loaded from {path}")
+
+
+def _top_k(lists, k, path):
+    """``[users, k]`` item ids: the first k of every list (k None: every list's common length)."""
     lengths = np.array([len(ranked) for ranked in lists])
     if k is None:
         k = int(lengths[0]) if len(lengths) else 0
@@ -112,11 +125,8 @@ def load_rankings(rankings_path, item_groups_path, k=None):
         short = np.flatnonzero(lengths < k)
         why = f"fewer than k = {k}; pass a smaller k (--topk) or longer lists"
     if len(short):
-        raise DataError(f"{rankings_path} row {short[0] + 2}, column topk: {lengths[short[0]]} items, {why}")
-    topk_items = np.array([ranked[:k] for ranked in lists], dtype=np.int64).reshape(len(lists), k)
-    positives = np.array([(r, item) for r, text in enumerate(rankings["target"]) for item in ids(text, r, "target")],
-                         dtype=np.int64).reshape(-1, 2)
-    return groups, topk_items, positives
+        raise DataError(f"{path} row {short[0] + 2}, column topk: {lengths[short[0]]} items, {why}")
+    return np.array([ranked[:k] for ranked in lists], dtype=np.int64).reshape(len(lists), k)
 
 
 def _read_csv(path, columns):

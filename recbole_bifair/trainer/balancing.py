@@ -15,7 +15,7 @@ Everything here is pure tensor math; the trainer supplies the losses and the Gra
 import torch
 from torch import Tensor
 
-BALANCE_MODES = ("mgda", "dro", "uniform")
+ADAPTIVE_BALANCES = ("mgda", "dro", "uniform")
 
 # tau = 0 is solved as the end of a continuation path at this entropy weight. The bias it
 # leaves (at most about 1e-9 * log(1e9) / curvature, e.g. 2e-8 on a weight that should be 0
@@ -207,10 +207,10 @@ class GroupBalancer:
     """
 
     def __init__(self, mode: str, num_groups: int, tau: float, ema: float = 0.0):
-        if mode not in BALANCE_MODES:
+        if mode not in ADAPTIVE_BALANCES:
             raise ValueError(
                 f"unknown balance mode {mode!r}: the config key 'balance' must be one of "
-                f"{', '.join(BALANCE_MODES)}"
+                f"{', '.join(ADAPTIVE_BALANCES)}"
             )
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"the EMA factor must be in [0, 1), got {ema}")

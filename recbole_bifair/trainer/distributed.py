@@ -24,7 +24,7 @@ What runs where:
 - Parameters. Model initialisation is seeded with ``seed + local_rank``, as in RecBole; the
   starting parameters are then rank 0's, broadcast (DDP does it for RecBole's loop, ``broadcast_module``
   for the bi-level loop).
-- The bi-level loop (``BiFairTrainer``) does not use DDP: it takes its gradients with
+- The per-group loop (``FairTrainer``) does not use DDP: it takes its gradients with
   ``torch.autograd.grad``, which DDP's hooks never see. It keeps every piece of state the same on
   every rank by construction: the per-group losses that weight the levels are those of the global
   batch (``global_group_losses``, from all-reduced sums and counts), so the balancers (and their

@@ -1,13 +1,12 @@
-"""BiFairSASRec: SASRec on LLM item representations, trained with BiFair."""
+"""BiFairSASRec: BiFair on the LLM-enhanced SASRec (``LLMSASRec``).
 
-from recbole.model.sequential_recommender.sasrec import SASRec
+The same model as ``LLMSASRec``; its property file (``properties/model/BiFairSASRec.yaml``) makes
+``fair_method: bifair`` the default, so that ``--model=BiFairSASRec`` runs the method of Zhang et
+al., "BiFair", arXiv 2507.04294 (docs/METHOD.md). Any other ``fair_method`` may be set on it.
+"""
 
-from recbole_bifair.model.bifair import BiFairModel
+from recbole_bifair.model.sequential_recommender.llmsasrec import LLMSASRec
 
 
-class BiFairSASRec(BiFairModel, SASRec):
-    r"""SASRec (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018) whose item
-    table is ``P(E)``: LLM item vectors ``E`` through a projector, refined by BiFair's outer level
-    (Zhang et al., "BiFair", arXiv 2507.04294)."""
-
-    backbone_name = "SASRec"
+class BiFairSASRec(LLMSASRec):
+    r"""``LLMSASRec`` trained with BiFair by default."""

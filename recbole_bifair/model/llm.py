@@ -1,25 +1,22 @@
-"""``BiFairModel``: turns a RecBole sequential backbone into an LLM-enhanced one (METHOD.md section 3).
+"""``LLMModel``: turns a RecBole sequential backbone into an LLM-enhanced one (METHOD.md section 3).
 
-A wrapper is the mixin plus the backbone::
+A model is the mixin plus the backbone (``model/sequential_recommender/``)::
 
-    class BiFairSASRec(BiFairModel, SASRec):
+    class LLMSASRec(LLMModel, SASRec):
         backbone_name = "SASRec"
 
 After the backbone is built, its ``item_embedding`` (an ``nn.Embedding``) is replaced by a
 ``ProjectedItemTable`` holding ``E`` (the outer level's parameter) and the projector ``P``. The
 backbone's ``forward``/``calculate_loss``/``predict``/``full_sort_predict`` then run on
-``V = P(E)`` unchanged. ``target_losses`` gives the per-target losses the bi-level trainer needs;
+``V = P(E)`` unchanged. ``target_losses`` gives the per-target losses the per-group trainer needs;
 backbones that do not predict the last item (BERT4Rec) override it.
 
-Two popularity baselines live here, both off by default (METHOD.md section 6):
-
-- ``posthoc_beta``: post-hoc debiasing at ranking time only, ``score - beta * log(train_count + 1)``
-  in ``predict`` and ``full_sort_predict`` (padding keeps the backbone's score);
-- ``logit_adjust_tau``: logit-adjusted cross-entropy in training (Menon et al., ICLR 2021), the CE of
-  ``logits + tau * log prior``; ranking uses the unadjusted scores.
-
-Both read the training count of every item (``item_train_count``, a non-persistent buffer counted
-by ``recbole_bifair.fairness.groups.item_train_counts``, the rule the item groups use).
+Nothing here is about fairness: the model builds the run's fairness method (``fair_method``,
+``recbole_bifair.methods``) and asks it for training-only logit shifts and ranking-time score
+shifts (``logit_shift``, ``ranking_shift``); ``posthoc_beta`` re-ranks any of them
+(``methods/posthoc.py``). Both read the training count of every item (``item_train_count``, a
+non-persistent buffer counted by ``recbole_bifair.fairness.groups.item_train_counts``, the rule the
+item groups use).
 """
 
 import contextlib
@@ -34,17 +31,17 @@ from torch import nn
 from recbole_bifair.data.sequence import TARGETS, is_sequence_batch
 from recbole_bifair.embedding import ensure_item_embeddings, load_item_embeddings
 from recbole_bifair.errors import ConfigError
-from recbole_bifair.fairness.groups import build_item_groups, item_train_counts
+from recbole_bifair.fairness.groups import item_train_counts
+from recbole_bifair.methods.catalog import build_method
+from recbole_bifair.methods.posthoc import PostHoc
 from recbole_bifair.model.all_positions import scored_positions
 from recbole_bifair.model.padding import resolve_trim
-from recbole_bifair.model.score_offsets import OFFSET_BASES, offset_basis
 from recbole_bifair.model.llm_item_table import (
     ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
 )
 
 SCORES = ("dot", "cosine")
 ID_INITS = ("normal", "pca")
-GROUP_OFFSETS = ("none", "outer")
 SOFTMAXES = ("full", "sampled")
 
 
@@ -65,7 +62,7 @@ class TargetLosses:
     # logits = S V[:n_items]^T (+ bias). Dot scoring: the target representations and the item
     # table; cosine: both rows L2-normalised, S also divided by the temperature.
     shared: tuple
-    # [N, n_items] the logits the CE is taken of (logit-adjusted under logit_adjust_tau), else None
+    # [N, n_items] the logits the CE is taken of (with the method's training shift), else None
     logits: Optional[torch.Tensor] = None
 
 
@@ -79,11 +76,11 @@ def finite_number(config, key):
     return float(value)
 
 
-class BiFairModel:
-    """Mixin for ``class BiFair<Backbone>(BiFairModel, <Backbone>)``."""
+class LLMModel:
+    """Mixin for ``class LLM<Backbone>(LLMModel, <Backbone>)``."""
 
     backbone_name = None
-    trainer_name = "BiFairTrainer"
+    trainer_name = "FairTrainer"
     #: whether ``score: cosine`` applies (BERT4Rec's scores carry an output bias)
     cosine_scoring = True
     #: trainable rows appended to the item table after the items (BERT4Rec's mask token)
@@ -93,6 +90,52 @@ class BiFairModel:
         super().__init__(config, dataset)
         if config["loss_type"] not in ("CE", "BPR"):
             raise ConfigError(f"loss_type '{config['loss_type']}' is not supported; use CE or BPR")
+        self._read_scoring(config)
+        out_dim = self.item_embedding.embedding_dim
+        # The backbone's own init scale: initializer_range (SASRec, BERT4Rec); GRU4Rec has none and
+        # initialises its embedding with xavier_normal_, of about the same size, so 0.02.
+        init_std = config["initializer_range"] or 0.02
+        self.method = build_method(config)
+        raw = self._load_llm_table(config, dataset)
+        E0 = condition_llm_table(raw, self.llm_emb_transform)
+        dropout = config["projector_dropout"] or 0.0
+        dropout_on = config["projector_dropout_on"] or "hidden"
+        projector = self._projector(config, E0, out_dim, dropout, dropout_on)
+        id_fusion = config["id_fusion"] or "none"
+        id_weight = self._id_view(config, raw, out_dim, init_std) if id_fusion != "none" else None
+        self.item_embedding = ProjectedItemTable(
+            E0, projector, out_dim, extra_rows=self.extra_item_rows,
+            id_fusion=id_fusion, train_E=self.method.refines_table, id_weight=id_weight,
+            input_dropout=dropout if dropout_on == "input" else 0.0,
+        )
+        if self.item_embedding.extra is not None:
+            nn.init.normal_(self.item_embedding.extra, std=init_std)
+        self.posthoc = PostHoc(finite_number(config, "posthoc_beta"))
+        # Training interactions per item. `dataset` is the training split: the plugin's quick start
+        # (prepare_run, load_data_and_model) builds the model with `train_data._dataset`, as RecBole's
+        # own quick start does (recbole/quick_start/quick_start.py), and the trainer counts the item
+        # groups on the same object. Not persistent: recomputed here, so checkpoints written before
+        # these baselines existed load unchanged, and it is no parameter, so it is never trained.
+        self.register_buffer("item_train_count", torch.as_tensor(item_train_counts(dataset), dtype=torch.long),
+                             persistent=False)
+        self.group_offset = None  # the outer level's group score offsets, if the method adds them
+        self.method.attach(self, dataset)
+        # training windows and full ranking without the padding of short histories (model/padding.py)
+        self.trim_padding = resolve_trim(config, self)
+        self.train_softmax = config["train_softmax"] or "full"
+        if self.train_softmax not in SOFTMAXES:
+            raise ConfigError(f"train_softmax '{self.train_softmax}' is unknown; use one of {', '.join(SOFTMAXES)}")
+        self.train_negatives = positive_int(config, "train_negatives")
+        if self.train_softmax == "sampled" and (self.loss_type != "CE" or self.extra_item_rows):
+            raise ConfigError(f"train_softmax: sampled replaces the full cross-entropy of SASRec/GRU4Rec backbones; "
+                              f"{type(self).__name__} with loss_type {self.loss_type} has none: set train_softmax: full")
+        # The backbone's calculate_loss scores with dot products, does not shift logits and, under
+        # BPR, reads the target rows through the lookup that input dropout now applies to: those
+        # cases use target_losses.
+        self._backbone_loss = (self.score == "dot" and self.item_embedding.input_dropout == 0
+                               and not self.method.shifts_logits and self.train_softmax == "full")
+
+    def _read_scoring(self, config):
         self.score = config["score"] or "dot"
         if self.score not in SCORES:
             raise ConfigError(f"score '{self.score}' is unknown; use one of {', '.join(SCORES)}")
@@ -102,10 +145,9 @@ class BiFairModel:
         if self.score == "cosine" and not (isinstance(self.score_temperature, (int, float))
                                            and self.score_temperature > 0):
             raise ConfigError(f"score_temperature must be a positive number, got {self.score_temperature!r}")
-        out_dim = self.item_embedding.embedding_dim
-        # The backbone's own init scale: initializer_range (SASRec, BERT4Rec); GRU4Rec has none and
-        # initialises its embedding with xavier_normal_, of about the same size, so 0.02.
-        init_std = config["initializer_range"] or 0.02
+
+    def _load_llm_table(self, config, dataset):
+        """The LLM table as loaded (one row per item id), checked against the dataset."""
         self.llm_emb_file = ensure_item_embeddings(config)
         raw = load_item_embeddings(config, dataset, path=self.llm_emb_file)
         if raw.shape[0] != self.n_items:
@@ -113,9 +155,9 @@ class BiFairModel:
                 f"llm_emb_file gives {raw.shape[0]} rows for {self.n_items} items of dataset '{config['dataset']}'"
             )
         self.llm_emb_transform = config["llm_emb_transform"] or "none"
-        E0 = condition_llm_table(raw, self.llm_emb_transform)
-        dropout = config["projector_dropout"] or 0.0
-        dropout_on = config["projector_dropout_on"] or "hidden"
+        return raw
+
+    def _projector(self, config, E0, out_dim, dropout, dropout_on):
         projector = build_projector(
             E0.shape[1], out_dim,
             n_layers=config["projector_layers"],
@@ -130,78 +172,19 @@ class BiFairModel:
         projector.apply(self._init_weights)
         if config["projector_output_std"] is not None:
             rescale_output(projector, E0, config["projector_output_std"])
-        id_fusion = config["id_fusion"] or "none"
-        id_weight = None
-        if id_fusion != "none":
-            id_init = config["id_init"] or "normal"
-            if id_init not in ID_INITS:
-                raise ConfigError(f"id_init '{id_init}' is unknown; use one of {', '.join(ID_INITS)}")
-            if id_init == "normal":
-                id_weight = torch.randn(self.n_items, out_dim) * init_std
-            else:
-                # PCA of the table as loaded: whitening (llm_emb_transform) would leave it no
-                # preferred axes. Scaled as a whole, so the components keep their relative variance.
-                id_weight = pca_rows(raw, out_dim)
-                id_weight = id_weight * (init_std / id_weight[1:].std(unbiased=False).clamp(min=1e-12))
-        self.item_embedding = ProjectedItemTable(
-            E0, projector, out_dim, extra_rows=self.extra_item_rows,
-            id_fusion=id_fusion, train_E=bool(config["bifair"]), id_weight=id_weight,
-            input_dropout=dropout if dropout_on == "input" else 0.0,
-        )
-        if self.item_embedding.extra is not None:
-            nn.init.normal_(self.item_embedding.extra, std=init_std)
-        self.posthoc_beta = finite_number(config, "posthoc_beta")
-        self.logit_adjust_tau = finite_number(config, "logit_adjust_tau")
-        if self.logit_adjust_tau and self.loss_type != "CE":
-            raise ConfigError(f"logit_adjust_tau adjusts the logits of the cross-entropy, and loss_type is "
-                              f"{self.loss_type}: set loss_type: CE or logit_adjust_tau: 0")
-        # Training interactions per item. `dataset` is the training split: the plugin's quick start
-        # (prepare_run, load_data_and_model) builds the model with `train_data._dataset`, as RecBole's
-        # own quick start does (recbole/quick_start/quick_start.py), and the trainer counts the item
-        # groups on the same object. Not persistent: recomputed here, so checkpoints written before
-        # these baselines existed load unchanged, and it is no parameter, so it is never trained.
-        self.register_buffer("item_train_count", torch.as_tensor(item_train_counts(dataset), dtype=torch.long),
-                             persistent=False)
-        # The backbone's calculate_loss scores with dot products, does not adjust logits and, under
-        # BPR, reads the target rows through the lookup that input dropout now applies to: those
-        # cases use target_losses.
-        self.group_offsets = config["group_offsets"] or "none"
-        if self.group_offsets not in GROUP_OFFSETS:
-            raise ConfigError(f"group_offsets '{self.group_offsets}' is unknown; use one of {', '.join(GROUP_OFFSETS)}")
-        self.group_offset = None
-        basis_kind = config["offset_basis"] or "group"
-        if basis_kind not in OFFSET_BASES:
-            raise ConfigError(f"offset_basis '{basis_kind}' is unknown; use one of {', '.join(OFFSET_BASES)}")
-        if self.group_offsets == "outer":
-            if self.loss_type != "CE":
-                raise ConfigError(f"group_offsets: outer shifts the logits of the cross-entropy, and loss_type is "
-                                  f"{self.loss_type}: set loss_type: CE or group_offsets: none")
-            # the trainer's item groups: the same rule on the same training split
-            groups = build_item_groups(config, dataset)
-            # item i's training logit moves by offset_basis[i] @ group_offset (score_offsets.py)
-            basis = offset_basis(basis_kind, groups, self.item_train_count.numpy())
-            self.register_buffer("offset_basis", basis, persistent=False)
-            # K' training-only score offsets, an outer variable (METHOD.md 4a); 0: the plain CE
-            self.group_offset = nn.Parameter(torch.zeros(basis.shape[1]))
-        # Diagnostic (METHOD.md 4a): rank with the training logits, the learned offsets added, i.e.
-        # what the inner level fit before the offsets are taken away at ranking.
-        self.rank_with_offsets = bool(config["rank_with_offsets"])
-        if self.rank_with_offsets and self.group_offset is None:
-            raise ConfigError("rank_with_offsets: True adds the learned group offsets to the ranking scores, and "
-                              f"this model has none (group_offsets: {self.group_offsets}): set group_offsets: outer "
-                              "(BiFair models with the outer level and CE) or rank_with_offsets: False")
-        # training windows and full ranking without the padding of short histories (model/padding.py)
-        self.trim_padding = resolve_trim(config, self)
-        self.train_softmax = config["train_softmax"] or "full"
-        if self.train_softmax not in SOFTMAXES:
-            raise ConfigError(f"train_softmax '{self.train_softmax}' is unknown; use one of {', '.join(SOFTMAXES)}")
-        self.train_negatives = positive_int(config, "train_negatives")
-        if self.train_softmax == "sampled" and (self.loss_type != "CE" or self.extra_item_rows):
-            raise ConfigError(f"train_softmax: sampled replaces the full cross-entropy of SASRec/GRU4Rec backbones; "
-                              f"{type(self).__name__} with loss_type {self.loss_type} has none: set train_softmax: full")
-        self._backbone_loss = (self.score == "dot" and self.item_embedding.input_dropout == 0
-                               and not self.logit_adjust_tau and self.group_offset is None
-                               and self.train_softmax == "full")
+        return projector
+
+    def _id_view(self, config, raw, out_dim, init_std):
+        """The initial ID table of ``id_fusion`` (``id_init``)."""
+        id_init = config["id_init"] or "normal"
+        if id_init not in ID_INITS:
+            raise ConfigError(f"id_init '{id_init}' is unknown; use one of {', '.join(ID_INITS)}")
+        if id_init == "normal":
+            return torch.randn(self.n_items, out_dim) * init_std
+        # PCA of the table as loaded: whitening (llm_emb_transform) would leave it no preferred
+        # axes. Scaled as a whole, so the components keep their relative variance.
+        id_weight = pca_rows(raw, out_dim)
+        return id_weight * (init_std / id_weight[1:].std(unbiased=False).clamp(min=1e-12))
 
     @property
     def item_table(self) -> ProjectedItemTable:
@@ -233,35 +216,9 @@ class BiFairModel:
             return seq_output, V.view_as(V)
         return F.normalize(seq_output, dim=-1) / self.score_temperature, F.normalize(V, dim=-1)
 
-    def posthoc_offset(self, dtype=torch.float32):
-        """``[n_items]`` ``posthoc_beta * log(train_count + 1)``, 0 for padding (item 0)."""
-        offset = self.posthoc_beta * torch.log1p(self.item_train_count.to(dtype))
-        offset[0] = 0.0  # padding keeps the backbone's score (log1p(0) is 0 already; made explicit)
-        return offset
-
-    def log_prior(self, dtype=torch.float32):
-        """``[n_items]`` ``log p_i``, ``p_i = max(train_count_i, 1) / sum_j max(train_count_j, 1)``
-        over all ids (padding and items unseen in training count as 1, so that log p is finite;
-        the normaliser is a constant shift of every logit, which the cross-entropy ignores)."""
-        counts = self.item_train_count.to(torch.float64).clamp(min=1)
-        return torch.log(counts / counts.sum()).to(dtype)
-
     def logit_shift(self, items, dtype=torch.float32):
-        """``[len(items)]`` training-only logit shift of ``items``: ``logit_adjust_tau * log prior``
-        (Menon et al. 2021) plus, under ``group_offsets: outer``, ``offset_basis[item] @ b`` (``b[group
-        of the item]`` with the default basis; METHOD.md 4a); None when neither is on."""
-        shift = None
-        if self.logit_adjust_tau:
-            shift = self.logit_adjust_tau * self.log_prior(dtype)[items]
-        if self.group_offset is not None:
-            offsets = self.offset_shift(items, dtype)
-            shift = offsets if shift is None else shift + offsets
-        return shift
-
-    def offset_shift(self, items=None, dtype=torch.float32):
-        """``offset_basis[items] @ b``: the learned offsets' shift of ``items`` (all ids when None)."""
-        basis = self.offset_basis if items is None else self.offset_basis[items]
-        return basis.to(dtype) @ self.group_offset.to(dtype)
+        """``[len(items)]`` training-only logit shift of ``items`` (the method's), or None."""
+        return self.method.train_logit_shift(self, items, dtype)
 
     def adjust_logits(self, logits):
         """Full training logits (columns = item ids 0..) plus ``logit_shift``; as they are otherwise."""
@@ -270,15 +227,11 @@ class BiFairModel:
 
     def ranking_shift(self, dtype=torch.float32):
         """``[n_items]`` ranking-time shift of every item's score, 0 for padding; None when there is
-        none: minus ``posthoc_offset``, plus under ``rank_with_offsets`` the learned offsets
-        ``offset_basis @ b`` (so that the ranking scores are the training logits)."""
-        shift = None
-        if self.posthoc_beta:
-            shift = -self.posthoc_offset(dtype)
-        if self.rank_with_offsets:
-            offsets = self.offset_shift(dtype=dtype).detach()
-            offsets[0] = 0.0  # padding keeps the backbone's score
-            shift = offsets if shift is None else shift + offsets
+        none: ``posthoc_beta``'s re-ranking plus the method's own shift."""
+        shift = self.posthoc.ranking_shift(self.item_train_count, dtype)
+        own = self.method.ranking_shift(self, dtype)
+        if own is not None:
+            shift = own if shift is None else shift + own
         return shift
 
     def debias_scores(self, scores, items=None):
