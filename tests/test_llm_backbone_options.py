@@ -1,4 +1,4 @@
-"""Options of the LLM-enhanced backbone (issue 12): conditioning of E0, the projector's dropout
+"""Options of the LLM-enhanced backbone: conditioning of E0, the projector's dropout
 placement and output scale, the dual-view item table (ID view) and cosine scoring."""
 
 import numpy as np

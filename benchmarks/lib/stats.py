@@ -110,7 +110,7 @@ def dominates(result_files, seeds, method, base):
 
 
 def add_dominance(table, result_files, seeds):
-    """``table`` with the Pareto check of issue 13 on BiFair rows.
+    """``table`` with the Pareto check (docs/selection.md) on BiFair rows.
 
     A baseline row (any row not named ``BiFair...``) dominates a BiFair row when its mean
     NDCG@10 is at least the BiFair row's and its mean CV at most (``dominated_by_point``), and it
