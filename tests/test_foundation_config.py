@@ -92,8 +92,11 @@ def test_result_files_record_the_plugin_defaults(tmp_path):
 
     config = BiFairConfig(model="BiFairSASRec", config_dict=tiny_config(tmp_path))
     recorded = recorded_config(config)
-    plugin_defaults = load_yaml_file(config_module.properties_dir() / "overall.yaml")
+    from recbole_bifair.schema import property_file
+
     for key in ("outer_learning_rate", "outer_mu", "hypergrad", "balance", "n_item_groups"):
+        # each key's default lives in one property file (overall, model/llm or method/bifair)
+        plugin_defaults = load_yaml_file(config_module.properties_dir() / property_file(key))
         assert key in plugin_defaults and recorded[key] == config[key], key
     assert recorded["hidden_size"] == 8
 
