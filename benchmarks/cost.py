@@ -8,6 +8,8 @@
                                           # sequence-level vs prefix training, s per epoch
     python benchmarks/cost.py padding --dataset=amazon-beauty-5core --max_batches=20 --threads=1
                                           # trim_padding on vs off, s per training epoch
+    python benchmarks/cost.py floor --dataset=ml-1m --recipe=R1 --models=SASRec --max_batches=20 --threads=1
+                                          # s per epoch against the matmul floor (benchmarks/lib/floor.py)
 
 Every measurement is one child process (fresh memory, so its peak RSS is its own) that builds
 the data, the model and the trainer exactly as ``run_recbole_bifair.py`` does and times
@@ -30,13 +32,14 @@ if not __package__:  # run by path: see benchmarks/_path.py
     import _path  # noqa: F401
 
 from benchmarks.lib import cost  # noqa: E402
+from benchmarks.lib.candidates import RECIPES  # noqa: E402
 from benchmarks.lib.methods import select_rows  # noqa: E402
 from benchmarks.lib.paths import DEFAULT_DATA_PATH, RESULTS  # noqa: E402
 
 
 def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["ml100k", "synthetic", "profile", "seqtrain", "padding"])
+    p.add_argument("part", choices=["ml100k", "synthetic", "profile", "seqtrain", "padding", "floor"])
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--variants", default="", help="comma-separated subset of the ml100k or synthetic variants, or "
@@ -50,6 +53,8 @@ def parser():
     p.add_argument("--dataset", default="ml-1m", help="seqtrain, padding: dataset")
     p.add_argument("--data_path", default=DEFAULT_DATA_PATH,
                    help="seqtrain: folder holding the dataset (default: ../shared/datasets)")
+    p.add_argument("--recipe", default="R0", choices=sorted(RECIPES),
+                   help="floor: the SASRec recipe of METHOD.md 3c under the models (benchmarks/lib/candidates.py)")
     p.add_argument("--models", default=",".join(cost.SEQTRAIN_MODELS),
                    help="seqtrain, padding: comma-separated models (rows of SEQTRAIN_MODELS, methods or sweep points)")
     return p
@@ -79,6 +84,15 @@ def dataset_header(args):
             + "; trimmed and padded alternate within each round.")
 
 
+def floor_header(args):
+    keys = ", ".join(f"{k} {v}" for k, v in RECIPES[args.recipe].items()) or "RecBole's SASRec settings"
+    return (f" Dataset {args.dataset} from {args.data_path}; recipe {args.recipe} ({keys}), sequence-level "
+            f"training, batch 2048 targets; after 2 untimed batches, the first {args.max_batches or 20} "
+            f"batches timed and scaled to the epoch. Floor: the same steps' matrix products (forward and "
+            f"backward, recorded with their shapes) replayed on their own; share of floor = floor / "
+            f"measured.")
+
+
 def run_part(args, only):
     """``(file name part, extra header, table rows, JSON payload)`` of ``args.part``."""
     if args.part == "ml100k":
@@ -96,6 +110,10 @@ def run_part(args, only):
         results, rows = cost.padding(args.threads, args.dataset, args.data_path, args.max_batches, models,
                                      args.rounds)
         return "padding-" + args.dataset + args.tag, dataset_header(args), rows, results
+    if args.part == "floor":
+        results, rows = cost.floor(args.threads, args.dataset, args.data_path, args.max_batches, models,
+                                   RECIPES[args.recipe])
+        return f"floor-{args.dataset}-{args.recipe}{args.tag}", floor_header(args), rows, results
     res, rows = cost.profile(args.threads)
     return "profile", "", rows, res
 
@@ -106,7 +124,8 @@ def main(argv=None):
     only = [v for v in args.variants.split(",") if v]
     models = [m for m in args.models.split(",") if m]
     named = {"ml100k": (cost.ML100K_VARIANTS, only), "synthetic": (cost.SYNTHETIC_VARIANTS, only),
-             "seqtrain": (cost.SEQTRAIN_MODELS, models), "padding": (cost.SEQTRAIN_MODELS, models)}
+             "seqtrain": (cost.SEQTRAIN_MODELS, models), "padding": (cost.SEQTRAIN_MODELS, models),
+             "floor": (cost.SEQTRAIN_MODELS, models)}
     try:
         select_rows(*named.get(args.part, ({}, ())))
     except ValueError as err:

@@ -138,7 +138,11 @@ def test_logit_adjusted_ce_is_the_hand_computation(setup, mode):
     log_p = np.log(clamped / clamped.sum())
     batch = train.collate_fn(np.arange(min(6, train.n_windows))) if mode == "sequence" else _prefix_batch(train)
     with torch.no_grad():
-        plain, adjusted = base.target_losses(batch), net.target_losses(batch)
+        # the fused CE (logits not kept, what training runs) and autograd's CE of the kept logits
+        fused = net.target_losses(batch)
+        plain, adjusted = base.target_losses(batch, keep_logits=True), net.target_losses(batch, keep_logits=True)
+        assert fused.logits is None
+        torch.testing.assert_close(fused.losses, adjusted.losses, rtol=1e-5, atol=1e-6)
         z = plain.logits.double().numpy()  # unadjusted logits (tau 0)
         y = plain.targets.numpy()
         shifted = z + tau * log_p[None, :]
@@ -179,7 +183,7 @@ def test_logit_adjustment_in_bert4rec_losses(setup):
 def test_the_closed_form_gram_holds_for_adjusted_logits(setup):
     _, (train, _, _), net, _ = _build(setup, fair_method="logit_adjust", logit_adjust_tau=1.0, **NO_DROPOUT)
     net.train()
-    out = net.target_losses(train.collate_fn(np.arange(min(8, train.n_windows))))
+    out = net.target_losses(train.collate_fn(np.arange(min(8, train.n_windows))), keep_logits=True)
     group_ids = out.targets % 3
     _, present, counts = group_means(out.losses, group_ids, 3)
     closed = shared_gram(out, out.losses, group_ids, present, counts)

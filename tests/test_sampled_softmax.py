@@ -52,7 +52,7 @@ def test_sampled_ce_is_the_hand_computation(setup, mode, shifts):
     negatives = torch.tensor([4, 9, 9, 1, 17, 22])  # repeats allowed; some are targets (accidental hits)
     with torch.no_grad():
         out = net.target_losses(batch, negatives=negatives)
-        full = net.target_losses(batch, softmax="full")  # the same S, full logits z (+ shifts)
+        full = net.target_losses(batch, softmax="full", keep_logits=True)  # the same S, full logits z (+ shifts)
     z = full.logits.double().numpy()
     y = out.targets.numpy()
     assert np.array_equal(y, full.targets.numpy())
@@ -72,7 +72,7 @@ def test_every_item_once_as_negatives_gives_the_full_ce_over_the_real_items(setu
     batch = train.collate_fn(np.arange(min(4, train.n_windows)))
     with torch.no_grad():
         out = net.target_losses(batch, negatives=torch.arange(1, net.n_items))  # M = n_real: no correction
-        full = net.target_losses(batch, softmax="full")
+        full = net.target_losses(batch, softmax="full", keep_logits=True)
     # the full CE without the padding column (which a sampler never draws)
     want = torch.logsumexp(full.logits[:, 1:], dim=1) - full.logits[torch.arange(len(full.targets)), full.targets]
     torch.testing.assert_close(out.losses, want, rtol=1e-5, atol=1e-5)

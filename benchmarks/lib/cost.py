@@ -203,6 +203,25 @@ def padding(threads, dataset, data_path, max_batches, models, rounds):
     return results, rows
 
 
+def floor(threads, dataset, data_path, max_batches, models, recipe_keys):
+    """Seconds per training epoch against the matmul floor (``benchmarks/lib/floor.py``), each
+    model with ``recipe_keys`` on top."""
+    rows = ["| model | batches | timed | s / epoch | floor s / epoch | share of floor | TFLOP / epoch | "
+            "matmul GFLOP/s | most self time (s over the timed batches) | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    results = {}
+    for name, spec in select_rows(SEQTRAIN_MODELS, models).items():
+        config = seqtrain_config(dataset, data_path, train_mode="sequence", **method_keys(spec), **recipe_keys)
+        m = measure(config, threads, floor=True, max_batches=max_batches, warmup=2)
+        results[name] = m
+        top = ", ".join(f"{op.replace('aten::', '')} {sec:.2f}" for op, sec in m["top_ops"][:5])
+        rows.append(f"| {name} | {m['epoch_batches']} | {m['timed_batches']} | {m['seconds_per_epoch']:.1f} | "
+                    f"{m['floor_seconds_per_epoch']:.1f} | {m['share_of_floor']:.0%} | {m['tflop_per_epoch']:.2f} | "
+                    f"{m['matmul_gflops']:.0f} | {top} | {m['peak_rss_mb']:.0f} |")
+        print(rows[-1], flush=True)
+    return results, rows
+
+
 def profile(threads):
     """cProfile of one BiFair epoch on ml-100k."""
     res = measure(dict(BASE, **method_keys("BiFair")), threads, profile=True, skip_eval=True)

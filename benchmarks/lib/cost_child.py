@@ -7,7 +7,7 @@ It builds the data, the model and the trainer exactly as ``run_recbole_bifair.py
 split. Options: ``max_batches`` (time the first N batches, scaled to the epoch), ``warmup``
 (untimed batches first), ``random_table`` (a random table of that width stands in for the
 encoder's output: synthetic catalogs have no text), ``profile`` (cProfile of the epoch),
-``skip_eval``."""
+``skip_eval``, ``floor`` (the epoch against its matmul floor, ``benchmarks/lib/floor.py``)."""
 
 import json
 import os
@@ -105,6 +105,12 @@ def measure(spec):
     config = build_config(config_dict=spec["config"])
     dataset, (train, valid, test), model, trainer = prepare_run(config)
     out = {"train_samples": len(train._dataset), "items": dataset.item_num}
+    if spec.get("floor"):  # seconds per epoch against the matmul floor (benchmarks/lib/floor.py)
+        from benchmarks.lib import floor
+
+        out.update(floor.measure(trainer, train, spec.get("max_batches") or 20, spec.get("warmup", 2)))
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return out
     epoch_data, timed = timed_data(trainer, train, spec, out)
     if spec.get("warmup"):
         warm_up(trainer, epoch_data, spec["warmup"])

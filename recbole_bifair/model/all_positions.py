@@ -8,11 +8,11 @@ forwards up to the gather (SASRec's in the layout of ``sasrec_norm``/``item_emb_
 ``len - 1`` equals RecBole's ``forward``, which keeps the copy from drifting.
 """
 
-import torch.nn.functional as F
 from recbole.model.sequential_recommender.gru4rec import GRU4Rec
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_bifair.data.sequence import TARGETS
+from recbole_bifair.model.full_softmax import full_softmax_ce
 from recbole_bifair.model.padding import trimmed_all_positions
 from recbole_bifair.model.sasrec_layout import sasrec_hidden
 
@@ -46,10 +46,10 @@ def scored_positions(model, interaction, trim=False):
 
 def sequence_loss(model, interaction, trim=False):
     """Mean next-item CE over all scored positions (the loss of a stock RecBole backbone, whose
-    scores are ``S @ item_embedding.weight^T`` as in its ``calculate_loss``); a plugin model
+    scores are ``S @ item_embedding.weight^T`` as in its ``calculate_loss``; fused with that
+    matmul, model/full_softmax.py); a plugin model
     (``target_losses``) follows its own ``trim_padding``."""
     if hasattr(model, "target_losses"):
         return model.target_losses(interaction).losses.mean()
     S, targets = scored_positions(model, interaction, trim)
-    logits = S @ model.item_embedding.weight.T
-    return F.cross_entropy(logits, targets)
+    return full_softmax_ce(S, model.item_embedding.weight, targets).mean()

@@ -35,6 +35,7 @@ from recbole_bifair.fairness.groups import item_train_counts
 from recbole_bifair.methods.catalog import build_method
 from recbole_bifair.methods.posthoc import PostHoc
 from recbole_bifair.model.all_positions import scored_positions
+from recbole_bifair.model.full_softmax import full_softmax_ce
 from recbole_bifair.model.padding import resolve_trim
 from recbole_bifair.model.llm_item_table import (
     ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
@@ -247,11 +248,16 @@ class LLMModel:
         with self.item_embedding.scope():
             return super().calculate_loss(interaction)
 
-    def target_losses(self, interaction, softmax=None, negatives=None, rows=None, E_rows=None) -> TargetLosses:
+    def target_losses(self, interaction, softmax=None, negatives=None, rows=None, E_rows=None,
+                      keep_logits=None) -> TargetLosses:
         """Loss of every predicted target (the backbone's CE over all items, or BPR): one per
         prefix sample, or one per scored position of a window batch (sequence-level training).
         ``softmax`` (default ``train_softmax``): ``sampled`` takes the CE over the target and the
-        item ids ``negatives`` (default: ``train_negatives`` drawn uniformly), see ``sampled_losses``."""
+        item ids ``negatives`` (default: ``train_negatives`` drawn uniformly), see ``sampled_losses``.
+        ``keep_logits`` (default: when the method has BiFair's group loop, which differentiates
+        against them) returns the full CE's logits; otherwise that CE is fused with its matmul."""
+        if keep_logits is None:
+            keep_logits = self.method.group_loop
         if (softmax or self.train_softmax) == "sampled":
             return self.sampled_losses(interaction, negatives, rows, E_rows)
         with self.item_embedding.scope() as V:
@@ -262,7 +268,11 @@ class LLMModel:
                 seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
             S, V = self.scoring_inputs(seq_output, V)
             logits = None
-            if self.loss_type == "CE":
+            if self.loss_type == "CE" and not keep_logits:
+                # nothing differentiates against the logits: the CE fused with its matmul
+                shift = self.logit_shift(torch.arange(self.n_items, device=S.device), S.dtype)
+                losses = full_softmax_ce(S, V[: self.n_items], targets, shift)
+            elif self.loss_type == "CE":
                 logits = self.adjust_logits(S @ V[: self.n_items].T)
                 losses = F.cross_entropy(logits, targets, reduction="none")
             else:
