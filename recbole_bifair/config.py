@@ -269,6 +269,8 @@ class BiFairConfig(Config):
         llm = _uses_llm_embeddings(model_class)
         if llm:
             self._add_properties(plugin / "model" / "llm.yaml")
+        if backbone:  # the plugin's defaults of the backbone (model/SASRec.yaml) hold for its LLM models too
+            self._add_properties(plugin / "model" / f"{backbone}.yaml", model_keys=True)
         self._add_properties(plugin / "model" / f"{model}.yaml", model_keys=True)
         if llm:
             self._add_method_properties(plugin)

@@ -458,15 +458,19 @@ _ENTRIES = _keys(
     _k("valid_metric", "str", "MRR@10",
        "Metric that selects the best epoch and drives early stopping: NAME@k, NAME among metrics and k among "
        "topk (GroupNDCG@10[pop5]: one group's value)."),
-    _k("MAX_ITEM_LIST_LENGTH", "int", 50, "Longest item history a sequential model reads.", ">= 1"),
+    _k("MAX_ITEM_LIST_LENGTH", "int", 50, "Longest item history a sequential model reads (ml-1m: 200, "
+       "properties/dataset/ml-1m.yaml; METHOD.md 3c).", ">= 1"),
     _k("loss_type", "str", PER_MODEL, "Training loss: CE or BPR (sequential models); CDAE: BCE or MSE.",
        ("CE", "BPR", "BCE", "MSE")),
     _k("hidden_size", "int", PER_MODEL, "Width of the model's hidden states.", ">= 1"),
     _k("inner_size", "int", PER_MODEL, "Width of the transformer's feed-forward layer.", ">= 1"),
     _k("n_layers", "int", PER_MODEL, "Transformer layers.", ">= 1"),
-    _k("n_heads", "int", PER_MODEL, "Attention heads (hidden_size must be a multiple).", ">= 1"),
-    _k("hidden_dropout_prob", "float", PER_MODEL, "Dropout rate of the transformer's hidden states.", "[0, 1)"),
-    _k("attn_dropout_prob", "float", PER_MODEL, "Dropout rate of the attention scores.", "[0, 1)"),
+    _k("n_heads", "int", PER_MODEL, "Attention heads (hidden_size must be a multiple); SASRec and its LLM models: "
+       "1 (properties/model/SASRec.yaml; METHOD.md 3c).", ">= 1"),
+    _k("hidden_dropout_prob", "float", PER_MODEL, "Dropout rate of the transformer's hidden states; SASRec and its "
+       "LLM models: 0.1 (properties/model/SASRec.yaml).", "[0, 1)"),
+    _k("attn_dropout_prob", "float", PER_MODEL, "Dropout rate of the attention scores; SASRec and its LLM models: "
+       "0.1 (properties/model/SASRec.yaml).", "[0, 1)"),
 )
 
 SCHEMA = {key.name: key for key in _ENTRIES}

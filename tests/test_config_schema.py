@@ -56,8 +56,15 @@ def test_every_plugin_key_is_in_exactly_one_property_file():
     assert sorted(names) == sorted(k.name for k in plugin_keys()) and len(names) == len(set(names))
     on_disk = {f.relative_to(properties_dir()).as_posix() for f in properties_dir().glob("*/*.yaml")
                if f.parent.name in ("model", "method")} | {"overall.yaml"}
-    models = {f"model/BiFair{b}.yaml" for b in ("SASRec", "GRU4Rec", "BERT4Rec")}
+    models = {f"model/BiFair{b}.yaml" for b in ("SASRec", "GRU4Rec", "BERT4Rec")} | {"model/SASRec.yaml"}
     assert on_disk == set(PROPERTY_FILES) | models
+
+
+def test_the_plugins_sasrec_defaults_are_recboles_sasrec_keys():
+    """properties/model/SASRec.yaml changes values of RecBole's SASRec.yaml and adds no key."""
+    ours = load_yaml_file(properties_dir() / "model" / "SASRec.yaml")
+    recbole = load_yaml_file(RECBOLE_PROPERTIES / "model" / "SASRec.yaml")
+    assert ours and set(ours) <= set(recbole) and all(ours[k] != recbole[k] for k in ours)
 
 
 def test_recbole_defaults_match_recbole():

@@ -218,3 +218,22 @@ def test_config_files_use_recbole_float_rules(tmp_path):
     file.write_text("learning_rate: 1e-3\nweight_decay: 5E-4\n")
     config = BiFairConfig(model="SASRec", config_file_list=[str(file)], config_dict=tiny_config(tmp_path))
     assert config["learning_rate"] == 0.001 and config["weight_decay"] == 0.0005
+
+
+@pytest.mark.parametrize("model", ["SASRec", "LLMSASRec", "BiFairSASRec"])
+def test_the_plugins_sasrec_defaults_hold_for_sasrec_and_its_llm_models(tmp_path, model):
+    """properties/model/SASRec.yaml (the recipe of METHOD.md 3c) over RecBole's SASRec.yaml, for the
+    stock model and the LLM models on its backbone; recorded as model keys; a user's value wins."""
+    given = {k: v for k, v in tiny_config(tmp_path).items() if k != "n_heads"}
+    config = BiFairConfig(model=model, config_dict=given)
+    assert (config["n_heads"], config["hidden_dropout_prob"], config["attn_dropout_prob"]) == (1, 0.1, 0.1)
+    assert {"n_heads", "hidden_dropout_prob", "attn_dropout_prob"} <= set(config.model_config_keys)
+    assert BiFairConfig(model=model, config_dict={**given, "hidden_dropout_prob": 0.3})["hidden_dropout_prob"] == 0.3
+
+
+def test_ml1m_gets_the_recipes_window_and_other_data_recboles(tmp_path):
+    given = {k: v for k, v in tiny_config(tmp_path).items() if k not in ("dataset", "MAX_ITEM_LIST_LENGTH")}
+    assert BiFairConfig(model="SASRec", dataset="ml-1m", config_dict=given)["MAX_ITEM_LIST_LENGTH"] == 200
+    assert BiFairConfig(model="SASRec", dataset="ml-100k", config_dict=given)["MAX_ITEM_LIST_LENGTH"] == 50
+    mine = BiFairConfig(model="SASRec", dataset="ml-1m", config_dict={**given, "MAX_ITEM_LIST_LENGTH": 30})
+    assert mine["MAX_ITEM_LIST_LENGTH"] == 30
