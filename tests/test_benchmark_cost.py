@@ -58,3 +58,21 @@ def test_a_stock_models_epoch_is_set_against_its_floor(tiny_data):
     assert out["seconds_per_epoch"] > 0 and out["floor_seconds_per_epoch"] > 0 and out["tflop_per_epoch"] > 0
     assert out["share_of_floor"] == pytest.approx(out["floor_seconds_per_epoch"] / out["seconds_per_epoch"])
     assert out["top_ops"] and all(seconds >= 0 for _, seconds in out["top_ops"])
+
+
+def test_bifairs_epoch_against_its_floor_times_its_inner_batches_only(tiny_data):
+    """A group-loop trainer iterates its inner loader: the floor times the first batches of that
+    loader, not whole epochs (their count is the inner loader's)."""
+    config = tiny_config(tiny_data, **method_keys("BiFair-first-order[outer_softmax=full]"), n_item_groups=3,
+                         meta_batch_size=32, hvp_batch_size=32, prior_probe=False, train_mode="sequence",
+                         train_batch_size=16)
+    from benchmarks.lib import floor
+    from recbole_bifair.quick_start import build_config, prepare_run
+
+    _, (train, _, _), _, trainer = prepare_run(build_config(config_dict=config))
+    steps = []
+    group_step = trainer._group_step
+    trainer._group_step = lambda *args: (steps.append(1), group_step(*args))[1]
+    out = floor.measure(trainer, train, batches=2, warmup=1)
+    assert out["epoch_batches"] == len(trainer._inner_data) > 3
+    assert len(steps) == 1 + 2 * 3  # warm-up, timed, recorded, profiled: the chosen batches only

@@ -74,29 +74,49 @@ def replay_seconds(calls, repeats=3):
     return best, sum(matmul_flop(name, shapes) * n for (name, shapes), n in ops.items())
 
 
-def top_ops(trainer, data, rows=8):
-    """``[(op, seconds)]``: the ops with the most self CPU time over the steps of ``data``."""
+def top_ops(run, batches, rows=8):
+    """``[(op, seconds)]``: the ops with the most self CPU time over ``run(batches)``."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        trainer._train_epoch(data, 0)
+        run(batches)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     return [(e.key, e.self_cpu_time_total / 1e6) for e in events[:rows]]
+
+
+def epoch_runner(trainer, train):
+    """``(loader, run)``: the loader an epoch iterates and ``run(batches)``, an epoch over those
+    batches only. A trainer with BiFair's group loop iterates its inner loader (``_setup`` splits
+    off the meta batches first), whatever ``_train_epoch`` is given."""
+    if not getattr(trainer, "group_loop", False):
+        return train, lambda batches: trainer._train_epoch(Batches(train, batches), 0)
+    trainer._setup(train)
+    inner = trainer._inner_data
+
+    def run(batches):
+        trainer._inner_data = Batches(inner, batches)
+        try:
+            trainer._train_epoch(train, 0)
+        finally:
+            trainer._inner_data = inner
+
+    return inner, run
 
 
 def measure(trainer, train, batches=20, warmup=2):
     """Seconds per epoch (measured and floor), FLOP per epoch and the matmul rate, from the first
     ``batches`` training batches after ``warmup`` untimed ones (the same batches for each part)."""
-    epoch_batches = len(train)
-    first = [b for _, b in zip(range(warmup + batches), train)]
+    loader, run = epoch_runner(trainer, train)
+    epoch_batches = len(loader)
+    first = [b for _, b in zip(range(warmup + batches), loader)]
     timed = first[warmup:]
-    trainer._train_epoch(Batches(train, first[:warmup]), 0)
+    run(first[:warmup])
     t = time.perf_counter()
-    trainer._train_epoch(Batches(train, timed), 0)
+    run(timed)
     step = (time.perf_counter() - t) / len(timed)
     recorder = MatmulRecorder()
     with recorder:
-        trainer._train_epoch(Batches(train, timed), 0)
+        run(timed)
     floor, flop = replay_seconds(recorder.calls)
     return {
         "epoch_batches": epoch_batches, "timed_batches": len(timed),
@@ -105,5 +125,5 @@ def measure(trainer, train, batches=20, warmup=2):
         "tflop_per_epoch": flop / len(timed) * epoch_batches / 1e12,
         "matmul_gflops": flop / floor / 1e9,
         "share_of_floor": floor / len(timed) / step,
-        "top_ops": top_ops(trainer, Batches(train, timed)),
+        "top_ops": top_ops(run, timed),
     }
