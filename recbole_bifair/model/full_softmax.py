@@ -4,9 +4,10 @@
 reduction="none")`` (one loss per row), computed with less memory traffic: the forward turns the
 logits into the softmax ``P`` in place and keeps it, and the backward is ``G = (P - onehot(y)) g``
 followed by the two matmuls of the scoring layer (``dS = G W``, ``dW = G^T S``), with no second
-exponential and no ``[N, n_items]`` zero-filled gradient. On ml-1m (2,066 targets x 3,417 items,
-d = 64, one thread) forward and backward take 31-34 ms against autograd's 55-58 ms
-(``python benchmarks/cost.py floor``).
+exponential and no ``[N, n_items]`` zero-filled gradient. At ml-1m's sizes (2,066 targets x 3,417
+items, d = 64, one thread) forward and backward took 31-34 ms against autograd's 55-58 ms, and a
+whole SASRec training step 145 ms against 174-198 ms (docs/results.md, "The backbone recipe and
+the epoch against its floor").
 
 Where it is used: sequence-level training of RecBole's SASRec and GRU4Rec (``sequence_loss``,
 ``model/all_positions.py``) and the CE of the LLM-enhanced models when the method does not need
@@ -52,7 +53,7 @@ class _FullSoftmaxCE(torch.autograd.Function):
         P = ctx.P
         if torch.is_grad_enabled():
             # create_graph=True: the same gradient from differentiable operations
-            logits = S @ W.T if bias is None else S @ W.T + bias
+            logits = _logits(S, W, bias)
             onehot = F.one_hot(targets, W.shape[0]).to(S.dtype)
             G = (torch.softmax(logits, 1) - onehot) * g[:, None]
         else:
