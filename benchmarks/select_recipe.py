@@ -17,7 +17,8 @@ published SASRec+ recipe carried over (window 200, 1 head, dropout 0.1); R1-mode
 at the dataset's own window (the check that decides whether they become plugin-wide defaults);
 R2, R1 with the published code's block layout (``sasrec_norm: pre``, ``item_emb_scale: 8``, ReLU
 feed-forward of width 64; recbole_bifair/model/sasrec_layout.py); R3, R1 on the published data
-layout (``seq_windows: last``, 128 users a step). The candidates pin RecBole's settings under their
+layout (``seq_windows: last``, 128 users a step); R4, R2's layout on R3's data layout (the
+published recipe whole). The candidates pin RecBole's settings under their
 keys (the ``converge`` budget, ``benchmarks/lib/protocol.py``), so R0 stays what it was after the
 plugin's defaults became R1's.
 The table (``benchmarks/results/select-recipe-<dataset>.md`` / ``.csv``) applies the rule to

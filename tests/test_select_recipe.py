@@ -41,6 +41,21 @@ def test_candidates_plan_the_rules_budget_on_top_of_the_protocol(tmp_path, monke
     assert planned["results_dir"] == str(tmp_path / "work" / "R1-seed2020")
 
 
+def test_r0_plans_recboles_settings_under_the_plugins_defaults(tmp_path, monkeypatch):
+    """The plugin's SASRec defaults are R1's now; R0's plan (the converge budget) still pins
+    RecBole's window, heads and dropout, so it stays the run it archived."""
+    planned = {}
+
+    def fake_run_cached(config_files, folder, threads, what, archive=None, base_only=False):
+        planned.update(cache.planned_config(config_files))
+        return "result.json", 0.0
+
+    monkeypatch.setattr(runs, "run_cached", fake_run_cached)
+    candidates.run_recipe("R0", "ml-100k", str(tmp_path), 2020, str(tmp_path / "work"))
+    assert planned["MAX_ITEM_LIST_LENGTH"] == 50 and planned["n_heads"] == 2
+    assert planned["hidden_dropout_prob"] == 0.5 and planned["attn_dropout_prob"] == 0.5
+
+
 def test_unknown_candidates_are_refused(capsys):
     with pytest.raises(SystemExit):
         script.main(["--candidates=R9"])
@@ -73,3 +88,8 @@ def test_the_model_keys_check_allows_a_loss_of_one_percent_at_most():
     assert model_keys_check(_rows(R0=0.0512, R1_model=0.0518)) == (True, pytest.approx(0.0518 / 0.0512 - 1))
     assert model_keys_check(_rows(R0=0.100, R1_model=0.0991))[0] is True    # -0.9%
     assert model_keys_check(_rows(R0=0.100, R1_model=0.0989))[0] is False   # -1.1%
+
+
+def test_r4_is_r2s_layout_on_r3s_data_layout():
+    r2, r3, r4 = (candidates.RECIPES[n] for n in ("R2", "R3", "R4"))
+    assert r4 == {**r2, **r3}

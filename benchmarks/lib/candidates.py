@@ -42,6 +42,9 @@ RECIPES = {
     # position scored, 128 users a step (ml-1m: 107.19 targets per user's window, so 13,720
     # targets = 128 windows; data/sequence.py rounds to whole windows)
     "R3": {"MAX_ITEM_LIST_LENGTH": 200, **PUBLISHED_MODEL, "seq_windows": "last", "train_batch_size": 13720},
+    # R4 (METHOD.md 3c): the published recipe whole, R2's block layout on R3's data layout
+    "R4": {"MAX_ITEM_LIST_LENGTH": 200, **PUBLISHED_MODEL, **PUBLISHED_LAYOUT, "seq_windows": "last",
+           "train_batch_size": 13720},
 }
 
 
