@@ -23,8 +23,8 @@ def test_the_best_candidate_wins_not_the_first():
     assert choose_recipe(_rows(R0=0.10, R1=0.12, R1_model=0.15))["name"] == "R1-model"
 
 
-def test_candidates_plan_the_rules_budget_on_top_of_the_protocol(tmp_path, monkeypatch):
-    """R1's planned run is SASRec with the published keys, patience 10 and 200 epochs."""
+def planned_recipe(name, tmp_path, monkeypatch):
+    """The config ``run_recipe`` plans for candidate ``name`` (nothing is trained)."""
     planned = {}
 
     def fake_run_cached(config_files, folder, threads, what, archive=None, base_only=False):
@@ -32,7 +32,13 @@ def test_candidates_plan_the_rules_budget_on_top_of_the_protocol(tmp_path, monke
         return "result.json", 0.0
 
     monkeypatch.setattr(runs, "run_cached", fake_run_cached)
-    candidates.run_recipe("R1", "ml-100k", str(tmp_path), 2020, str(tmp_path / "work"))
+    candidates.run_recipe(name, "ml-100k", str(tmp_path), 2020, str(tmp_path / "work"))
+    return planned
+
+
+def test_candidates_plan_the_rules_budget_on_top_of_the_protocol(tmp_path, monkeypatch):
+    """R1's planned run is SASRec with the published keys, patience 10 and 200 epochs."""
+    planned = planned_recipe("R1", tmp_path, monkeypatch)
     assert planned["model"] == "SASRec"
     assert planned["MAX_ITEM_LIST_LENGTH"] == 200 and planned["n_heads"] == 1
     assert planned["hidden_dropout_prob"] == 0.1 and planned["attn_dropout_prob"] == 0.1
@@ -44,14 +50,7 @@ def test_candidates_plan_the_rules_budget_on_top_of_the_protocol(tmp_path, monke
 def test_r0_plans_recboles_settings_under_the_plugins_defaults(tmp_path, monkeypatch):
     """The plugin's SASRec defaults are R1's now; R0's plan (the converge budget) still pins
     RecBole's window, heads and dropout, so it stays the run it archived."""
-    planned = {}
-
-    def fake_run_cached(config_files, folder, threads, what, archive=None, base_only=False):
-        planned.update(cache.planned_config(config_files))
-        return "result.json", 0.0
-
-    monkeypatch.setattr(runs, "run_cached", fake_run_cached)
-    candidates.run_recipe("R0", "ml-100k", str(tmp_path), 2020, str(tmp_path / "work"))
+    planned = planned_recipe("R0", tmp_path, monkeypatch)
     assert planned["MAX_ITEM_LIST_LENGTH"] == 50 and planned["n_heads"] == 2
     assert planned["hidden_dropout_prob"] == 0.5 and planned["attn_dropout_prob"] == 0.5
 
