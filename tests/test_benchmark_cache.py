@@ -46,7 +46,8 @@ def test_a_finished_run_is_reused_only_for_the_same_config(tmp_path, monkeypatch
     assert cache.finished(str(folder), {**planned, "rank_with_offsets": True}) is None
     assert cache.finished(str(folder), {k: v for k, v in planned.items() if k != "outer_mu"}) is None
     # Where the run wrote does not matter: a renamed folder stays valid (LOCATION_KEYS).
-    moved = {**planned, "results_dir": str(tmp_path / "elsewhere"), "checkpoint_dir": str(tmp_path / "elsewhere")}
+    moved = {**planned, "results_dir": str(tmp_path / "elsewhere"), "checkpoint_dir": str(tmp_path / "elsewhere"),
+             "llm_emb_dir": str(tmp_path / "elsewhere" / "embeddings")}
     assert cache.finished(str(folder), moved) == found
     assert cache.finished(str(folder), {**moved, "outer_mu": 0.0}) is None
 

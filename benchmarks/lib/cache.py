@@ -13,7 +13,10 @@ import os
 #: resumed from its last checkpoint records ``resume_checkpoint``; both stay valid. ``threads`` says
 #: how a run was executed (its float rounding, not its method), and runs archived before the key
 #: existed must keep matching plans that set it.
-LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint", "threads")
+# Where a run reads and writes, not what it computes. ``llm_emb_dir`` holds the embedding cache,
+# whose files are reused only under a key of the item texts and encoder settings
+# (embedding/generate.py), so a run in another work folder or worktree computed the same thing.
+LOCATION_KEYS = ("results_dir", "checkpoint_dir", "resume_checkpoint", "threads", "llm_emb_dir")
 
 
 def plain(value):
