@@ -278,8 +278,11 @@ _ENTRIES = _keys(
        "Rescale P's last layer at build time so that the entries of P(E0) have this std (0.02 = SASRec's "
        "initializer_range); ~: as initialised.", "> 0"),
     _k("id_fusion", "str", "none",
-       "none, sum or concat: fuse P(E) with a trainable ID view (concat: a linear fuse initialised as the sum).",
-       ("none", "sum", "concat")),
+       "none, sum, concat or residual: fuse P(E) with a trainable ID view (concat: a linear fuse initialised as "
+       "the sum; residual: ID + text_scale * P(E), the scale a learned scalar).",
+       ("none", "sum", "concat", "residual")),
+    _k("text_scale_init", "float", 0.0,
+       "id_fusion residual: the text view's learned scale at the start (0: the model starts as the ID model)."),
     _k("id_init", "str", "normal",
        "ID view's init: normal (std initializer_range, 0.02 for GRU4Rec) or pca (the loaded LLM table's leading "
        "principal components, before llm_emb_transform, scaled to that std; LLM-ESR).", ("normal", "pca")),

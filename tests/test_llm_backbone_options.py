@@ -168,6 +168,28 @@ def test_id_view_at_the_backbones_scale_in_the_inner_parameters(setup, fusion):
         torch.testing.assert_close(table.weight[1:], table.projector(table.E[1:]) + ids[1:])
 
 
+def test_residual_fusion_starts_as_the_id_model_and_learns_the_text_scale(setup):
+    """``id_fusion: residual``: V = ID + s P(E) with s a learned scalar; at s = 0 (the default start)
+    the scored table and the scores are the ID view's alone, and one optimiser step moves s."""
+    config, _, data, net, _ = _build(setup, id_fusion="residual", **NO_DROPOUT)
+    table = net.item_table
+    assert table.text_scale.item() == 0.0 and config["text_scale_init"] == 0.0
+    assert id(table.text_scale) in {id(p) for p in net.inner_parameters()}
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(table.weight, table.id_embedding.weight)
+        table.text_scale.fill_(0.25)
+        torch.testing.assert_close(table.weight[1:], table.id_embedding.weight[1:] + 0.25 * table.projector(table.E[1:]))
+        table.text_scale.fill_(0.0)
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    batch = next(iter(data[0]))
+    net.calculate_loss(batch).backward()
+    assert table.text_scale.grad is not None and table.text_scale.grad.abs().item() > 0
+    optimizer.step()
+    assert table.text_scale.item() != 0.0
+
+
 def test_id_view_pca_init_is_the_raw_tables_pca_at_the_init_scale(setup):
     # whitening conditions E0 but the ID view's PCA is of the table as loaded
     config, dataset, _, net, _ = _build(setup, id_fusion="sum", id_init="pca", llm_emb_transform="whiten")
@@ -187,7 +209,7 @@ def test_id_view_pca_init_is_the_raw_tables_pca_at_the_init_scale(setup):
 @pytest.mark.parametrize("key,value,allowed", [
     ("llm_emb_transform", "pca", "none, center, standardize, whiten"),
     ("projector_dropout_on", "output", "hidden, input"),
-    ("id_fusion", "gate", "none, sum, concat"),
+    ("id_fusion", "gate", "none, sum, concat, residual"),
     ("id_init", "xavier", "normal, pca"),
     ("score", "l2", "dot, cosine"),
     ("score_temperature", 0, "positive"),

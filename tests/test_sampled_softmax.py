@@ -25,9 +25,9 @@ def setup(tmp_path, monkeypatch):
 _build = build_bifair
 
 
-@pytest.mark.parametrize("id_fusion", ["none", "sum", "concat"])
+@pytest.mark.parametrize("id_fusion", ["none", "sum", "concat", "residual"])
 def test_rows_of_the_table_are_the_rows_of_the_full_table(setup, id_fusion):
-    _, _, net, _ = _build(setup, id_fusion=id_fusion, **NO_DROPOUT)
+    _, _, net, _ = _build(setup, id_fusion=id_fusion, text_scale_init=0.3, **NO_DROPOUT)
     table = net.item_table
     full = table.compute()
     rows = torch.tensor([0, 2, 3, 7, 11])

@@ -108,6 +108,7 @@ class LLMModel:
             E0, projector, out_dim, extra_rows=self.extra_item_rows,
             id_fusion=id_fusion, train_E=self.method.refines_table, id_weight=id_weight,
             input_dropout=dropout if dropout_on == "input" else 0.0,
+            text_scale_init=finite_number(config, "text_scale_init"),
         )
         if self.item_embedding.extra is not None:
             nn.init.normal_(self.item_embedding.extra, std=init_std)

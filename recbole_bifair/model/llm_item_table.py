@@ -20,7 +20,7 @@ from recbole_bifair.errors import ConfigError
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU, "identity": nn.Identity}
 TRANSFORMS = ("none", "center", "standardize", "whiten")
 DROPOUT_PLACES = ("hidden", "input")
-ID_FUSIONS = ("none", "sum", "concat")
+ID_FUSIONS = ("none", "sum", "concat", "residual")
 # Singular values below this share of the largest are rank deficiency (fewer items than LLM
 # dimensions, or duplicated rows), not directions of the data.
 _RANK_TOL = 1e-6
@@ -144,7 +144,9 @@ class ProjectedItemTable(nn.Module):
             conditioned: ``E`` and its anchor ``E0`` live in the same space).
         projector: module ``d_llm -> d``.
         extra_rows: trainable rows appended after the items (BERT4Rec's mask token).
-        id_fusion: ``none`` | ``sum`` | ``concat``: fuse ``V`` with a trainable ID view.
+        id_fusion: ``none`` | ``sum`` | ``concat`` | ``residual``: fuse ``V`` with a trainable ID
+            view (``residual``: the ID view plus ``text_scale * P(E)``, a learned scalar scale that
+            starts at ``text_scale_init``).
         train_E: whether ``E`` is a trainable parameter (the outer level's) or a frozen buffer.
         id_weight: initial ID view ``[n_items, d]`` (row 0 zero); required with ``id_fusion``.
         input_dropout: dropout on the item vectors looked up by id (the backbone's input sequence),
@@ -152,7 +154,7 @@ class ProjectedItemTable(nn.Module):
     """
 
     def __init__(self, E0, projector, out_dim, extra_rows=0, id_fusion="none", train_E=True,
-                 id_weight=None, input_dropout=0.0):
+                 id_weight=None, input_dropout=0.0, text_scale_init=0.0):
         super().__init__()
         E0 = E0.detach().float().clone()
         E0[0] = 0.0
@@ -172,6 +174,10 @@ class ProjectedItemTable(nn.Module):
                 self.id_embedding.weight.copy_(id_weight)
                 self.id_embedding.weight[0] = 0.0
             self.fuse = None
+            if id_fusion == "residual":
+                # The ID view at full strength, the text view a residual whose weight is learned
+                # from text_scale_init (0: the model starts as the ID model, ReZero's init).
+                self.text_scale = nn.Parameter(torch.tensor(float(text_scale_init)))
             if id_fusion == "concat":
                 # [I I]: the fused table starts as the sum of the two views, neither view shrunk or
                 # mixed at random before training; the fuse then learns its own mix.
@@ -193,14 +199,20 @@ class ProjectedItemTable(nn.Module):
     def embedding_dim(self):
         return self.out_dim
 
+    def _fuse(self, V, ids):
+        """The text view ``V = P(E)`` rows fused with the same rows ``ids`` of the ID view."""
+        if self.id_fusion == "sum":
+            return V + ids
+        if self.id_fusion == "concat":
+            return self.fuse(torch.cat([V, ids], dim=-1))
+        if self.id_fusion == "residual":
+            return ids + self.text_scale * V
+        return V
+
     def compute(self, E=None):
         """``V`` from ``E`` (default: the table's own), padding row zero, extra rows appended."""
         E = self.E if E is None else E
-        V = self.projector(E[1:])
-        if self.id_fusion == "sum":
-            V = V + self.id_embedding.weight[1:]
-        elif self.id_fusion == "concat":
-            V = self.fuse(torch.cat([V, self.id_embedding.weight[1:]], dim=-1))
+        V = self._fuse(self.projector(E[1:]), self.id_embedding.weight[1:] if self.id_fusion != "none" else None)
         parts = [V.new_zeros(1, V.shape[1]), V]
         if self.extra is not None:
             parts.append(self.extra)
@@ -211,11 +223,7 @@ class ProjectedItemTable(nn.Module):
         ``compute()[rows]`` without projecting the whole table. ``E_rows`` stands in for
         ``E[rows]`` (the outer level's sampled step differentiates w.r.t. those rows alone)."""
         E_rows = self.E[rows] if E_rows is None else E_rows
-        V = self.projector(E_rows)
-        if self.id_fusion == "sum":
-            V = V + self.id_embedding(rows)
-        elif self.id_fusion == "concat":
-            V = self.fuse(torch.cat([V, self.id_embedding(rows)], dim=-1))
+        V = self._fuse(self.projector(E_rows), self.id_embedding(rows) if self.id_fusion != "none" else None)
         return V * (rows != 0).unsqueeze(-1).to(V.dtype)
 
     @contextlib.contextmanager
