@@ -281,6 +281,9 @@ _ENTRIES = _keys(
        "none, sum, concat or residual: fuse P(E) with a trainable ID view (concat: a linear fuse initialised as "
        "the sum; residual: ID + text_scale * P(E), the scale a learned scalar).",
        ("none", "sum", "concat", "residual")),
+    _k("id_count_half", "float", 0.0,
+       "With an ID view: item i's ID vector is weighted n_i / (n_i + id_count_half) for its n_i training "
+       "interactions, so items with few lean on the text view; 0: every ID vector whole.", ">= 0"),
     _k("text_scale_init", "float", 0.0,
        "id_fusion residual: the text view's learned scale at the start (0: the model starts as the ID model)."),
     _k("id_init", "str", "normal",

@@ -190,6 +190,26 @@ def test_residual_fusion_starts_as_the_id_model_and_learns_the_text_scale(setup)
     assert table.text_scale.item() != 0.0
 
 
+@pytest.mark.parametrize("fusion", ["sum", "residual"])
+def test_id_count_half_weights_each_id_vector_by_its_training_count(setup, fusion):
+    """V_i = P(E_i) (times the text scale) + n_i / (n_i + h) ID_i, n_i counted here from the training
+    split's interactions; h = 0 leaves every ID vector whole."""
+    _, dataset, data, net, _ = _build(setup, id_fusion=fusion, id_count_half=5.0, text_scale_init=1.0, **NO_DROPOUT)
+    train = data[0].dataset
+    n = np.bincount(train.inter_feat[train.iid_field].numpy(), minlength=dataset.item_num).astype(np.float64)
+    table = net.item_table
+    net.eval()
+    with torch.no_grad():
+        expected = table.projector(table.E[1:]).double() + torch.tensor(n[1:] / (n[1:] + 5.0)).unsqueeze(1) \
+            * table.id_embedding.weight[1:].double()
+        torch.testing.assert_close(table.weight[1:].double(), expected, rtol=1e-5, atol=1e-6)
+        rows = torch.tensor([0, 1, 4, 9])
+        torch.testing.assert_close(table.compute_rows(rows), table.weight[rows])
+    assert n[1:].min() < n[1:].max()  # the weights differ between items
+    with pytest.raises(ConfigError, match="id_count_half"):
+        _build(setup, id_fusion=fusion, id_count_half=-1.0)
+
+
 def test_id_view_pca_init_is_the_raw_tables_pca_at_the_init_scale(setup):
     # whitening conditions E0 but the ID view's PCA is of the table as loaded
     config, dataset, _, net, _ = _build(setup, id_fusion="sum", id_init="pca", llm_emb_transform="whiten")

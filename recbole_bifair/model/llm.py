@@ -67,6 +67,18 @@ class TargetLosses:
     logits: Optional[torch.Tensor] = None
 
 
+def id_gate(train_counts, half):
+    """Each item's weight of its ID view, ``n / (n + half)`` for ``n`` training interactions
+    (``id_count_half``: an item with ``half`` interactions gets half its ID vector, so items with
+    few lean on the text view); None when ``half`` is 0 (every item's ID view whole)."""
+    if half < 0:
+        raise ConfigError(f"id_count_half must be >= 0 (0 = off), got {half}")
+    if half == 0:
+        return None
+    n = train_counts.double()
+    return (n / (n + half)).float()
+
+
 def finite_number(config, key):
     """``config[key]`` as a float (``~``: 0.0, off); ConfigError naming the key otherwise."""
     value = config[key]
@@ -104,11 +116,13 @@ class LLMModel:
         projector = self._projector(config, E0, out_dim, dropout, dropout_on)
         id_fusion = config["id_fusion"] or "none"
         id_weight = self._id_view(config, raw, out_dim, init_std) if id_fusion != "none" else None
+        train_counts = torch.as_tensor(item_train_counts(dataset), dtype=torch.long)
         self.item_embedding = ProjectedItemTable(
             E0, projector, out_dim, extra_rows=self.extra_item_rows,
             id_fusion=id_fusion, train_E=self.method.refines_table, id_weight=id_weight,
             input_dropout=dropout if dropout_on == "input" else 0.0,
             text_scale_init=finite_number(config, "text_scale_init"),
+            id_gate=id_gate(train_counts, finite_number(config, "id_count_half")),
         )
         if self.item_embedding.extra is not None:
             nn.init.normal_(self.item_embedding.extra, std=init_std)
@@ -118,8 +132,7 @@ class LLMModel:
         # own quick start does (recbole/quick_start/quick_start.py), and the trainer counts the item
         # groups on the same object. Not persistent: recomputed here, so checkpoints written before
         # these baselines existed load unchanged, and it is no parameter, so it is never trained.
-        self.register_buffer("item_train_count", torch.as_tensor(item_train_counts(dataset), dtype=torch.long),
-                             persistent=False)
+        self.register_buffer("item_train_count", train_counts, persistent=False)
         self.group_offset = None  # the outer level's group score offsets, if the method adds them
         self.method.attach(self, dataset)
         # training windows and full ranking without the padding of short histories (model/padding.py)

@@ -151,10 +151,11 @@ class ProjectedItemTable(nn.Module):
         id_weight: initial ID view ``[n_items, d]`` (row 0 zero); required with ``id_fusion``.
         input_dropout: dropout on the item vectors looked up by id (the backbone's input sequence),
             never on ``.weight`` (the table scored against).
+        id_gate: ``[n_items]`` weight of each item's ID view (``id_count_half``), or None (1).
     """
 
     def __init__(self, E0, projector, out_dim, extra_rows=0, id_fusion="none", train_E=True,
-                 id_weight=None, input_dropout=0.0, text_scale_init=0.0):
+                 id_weight=None, input_dropout=0.0, text_scale_init=0.0, id_gate=None):
         super().__init__()
         E0 = E0.detach().float().clone()
         E0[0] = 0.0
@@ -174,6 +175,9 @@ class ProjectedItemTable(nn.Module):
                 self.id_embedding.weight.copy_(id_weight)
                 self.id_embedding.weight[0] = 0.0
             self.fuse = None
+            # not persistent: a function of the training counts, rebuilt with the model
+            self.register_buffer("id_gate", None if id_gate is None else id_gate.float().unsqueeze(1),
+                                 persistent=False)
             if id_fusion == "residual":
                 # The ID view at full strength, the text view a residual whose weight is learned
                 # from text_scale_init (0: the model starts as the ID model, ReZero's init).
@@ -199,6 +203,13 @@ class ProjectedItemTable(nn.Module):
     def embedding_dim(self):
         return self.out_dim
 
+    def _id_rows(self, weight, rows):
+        """Rows ``rows`` (ids or a slice) of the ID view, each times its ``id_gate``; None without one."""
+        if self.id_fusion == "none":
+            return None
+        ids = weight[rows]
+        return ids if self.id_gate is None else ids * self.id_gate[rows]
+
     def _fuse(self, V, ids):
         """The text view ``V = P(E)`` rows fused with the same rows ``ids`` of the ID view."""
         if self.id_fusion == "sum":
@@ -212,7 +223,7 @@ class ProjectedItemTable(nn.Module):
     def compute(self, E=None):
         """``V`` from ``E`` (default: the table's own), padding row zero, extra rows appended."""
         E = self.E if E is None else E
-        V = self._fuse(self.projector(E[1:]), self.id_embedding.weight[1:] if self.id_fusion != "none" else None)
+        V = self._fuse(self.projector(E[1:]), self._id_rows(self.id_embedding.weight, slice(1, None)))
         parts = [V.new_zeros(1, V.shape[1]), V]
         if self.extra is not None:
             parts.append(self.extra)
@@ -223,7 +234,7 @@ class ProjectedItemTable(nn.Module):
         ``compute()[rows]`` without projecting the whole table. ``E_rows`` stands in for
         ``E[rows]`` (the outer level's sampled step differentiates w.r.t. those rows alone)."""
         E_rows = self.E[rows] if E_rows is None else E_rows
-        V = self._fuse(self.projector(E_rows), self.id_embedding(rows) if self.id_fusion != "none" else None)
+        V = self._fuse(self.projector(E_rows), self._id_rows(self.id_embedding.weight, rows))
         return V * (rows != 0).unsqueeze(-1).to(V.dtype)
 
     @contextlib.contextmanager
