@@ -203,11 +203,11 @@ class ProjectedItemTable(nn.Module):
     def embedding_dim(self):
         return self.out_dim
 
-    def _id_rows(self, weight, rows):
+    def _id_rows(self, rows):
         """Rows ``rows`` (ids or a slice) of the ID view, each times its ``id_gate``; None without one."""
         if self.id_fusion == "none":
             return None
-        ids = weight[rows]
+        ids = self.id_embedding.weight[rows]
         return ids if self.id_gate is None else ids * self.id_gate[rows]
 
     def _fuse(self, V, ids):
@@ -223,7 +223,7 @@ class ProjectedItemTable(nn.Module):
     def compute(self, E=None):
         """``V`` from ``E`` (default: the table's own), padding row zero, extra rows appended."""
         E = self.E if E is None else E
-        V = self._fuse(self.projector(E[1:]), self._id_rows(self.id_embedding.weight, slice(1, None)))
+        V = self._fuse(self.projector(E[1:]), self._id_rows(slice(1, None)))
         parts = [V.new_zeros(1, V.shape[1]), V]
         if self.extra is not None:
             parts.append(self.extra)
@@ -234,7 +234,7 @@ class ProjectedItemTable(nn.Module):
         ``compute()[rows]`` without projecting the whole table. ``E_rows`` stands in for
         ``E[rows]`` (the outer level's sampled step differentiates w.r.t. those rows alone)."""
         E_rows = self.E[rows] if E_rows is None else E_rows
-        V = self._fuse(self.projector(E_rows), self._id_rows(self.id_embedding.weight, rows))
+        V = self._fuse(self.projector(E_rows), self._id_rows(rows))
         return V * (rows != 0).unsqueeze(-1).to(V.dtype)
 
     @contextlib.contextmanager
