@@ -197,6 +197,10 @@ PROPERTY_FILES = {
 }
 PLUGIN_SECTIONS = tuple(section for sections in PROPERTY_FILES.values() for section in sections)
 SECTIONS = PLUGIN_SECTIONS + (RECBOLE,)
+#: keys added after runs were archived, with the value that gives what those runs computed (the
+#: key's default when it was added). A run that did not record such a key is the run with this
+#: value, whatever the key's default later becomes (benchmarks/lib/cache.py).
+ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0}
 #: keys that no longer exist, and what replaces them (a config that still sets one stops with this)
 REMOVED_KEYS = {
     "bifair": "the model and fair_method: write model: LLMSASRec (or fair_method: none) for the LLM-enhanced "

@@ -52,6 +52,18 @@ def test_a_finished_run_is_reused_only_for_the_same_config(tmp_path, monkeypatch
     assert cache.finished(str(folder), {**moved, "outer_mu": 0.0}) is None
 
 
+def test_a_key_added_later_keeps_the_value_of_the_runs_made_before_it(monkeypatch):
+    """A run that did not record ``id_count_half`` ran without it (0): it matches a plan with 0, and
+    not one with another value, even once the key's default is that other value."""
+    recorded = {"model": "LLMSASRec", "dataset": "ml-1m", "id_fusion": "sum", "seed": 2020}
+    assert cache.same_config(recorded, {**recorded, "id_count_half": 0.0})
+    assert not cache.same_config(recorded, {**recorded, "id_count_half": 100.0})
+    changed = {**cache.plugin_defaults(), "id_count_half": 100.0}
+    monkeypatch.setattr(cache, "plugin_defaults", lambda: changed)
+    assert not cache.same_config(recorded, {**recorded, "id_count_half": 100.0})
+    assert cache.same_config(recorded, {**recorded, "id_count_half": 0.0})
+
+
 def test_result_names_are_the_ones_the_issues_read():
     """``benchmarks/results/fairness-<dataset>.csv`` for the converged three-seed benchmark; the
     ml-100k quick profiles keep their historical names."""

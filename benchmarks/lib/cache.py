@@ -68,20 +68,23 @@ def same_config(recorded, expected):
     plugin after it ran: the project adds a key with a default that keeps the old behaviour (a
     changed default changes a recorded value, and the run is redone), so a run from an earlier
     session stays valid and long benchmarks resume across sessions, as long as the plan keeps such
-    a key at its default (``properties/overall.yaml``): a plan that sets a newer key to another
+    a key at the value it was added with (``schema.ADDED_KEYS``; for other keys, their default):
+    changing that default later does not make old runs count as runs with the new value; a plan that sets a newer key to another
     value (``BiFair-train-logits``'s ``rank_with_offsets``) is no run made before the key existed."""
     if recorded is None:
         return False
-    from recbole_bifair.schema import upgrade_legacy
+    from recbole_bifair.schema import ADDED_KEYS, upgrade_legacy
 
     recorded = upgrade_legacy(recorded)  # runs from before fair_method (same computation)
     ignored = set(LOCATION_KEYS)
     if recorded.get("model") and is_stock_model(recorded["model"]):
         ignored |= stock_only_keys()  # keys a stock model does not read
-    defaults = plugin_defaults()
-    newer = [k for k in expected if k not in recorded and k in defaults and k not in ignored]
+    # a key the run did not record had the value that keeps the old behaviour: the default it was
+    # added with (schema.ADDED_KEYS), or today's default for keys not listed there
+    before = {**plugin_defaults(), **ADDED_KEYS}
+    newer = [k for k in expected if k not in recorded and k in before and k not in ignored]
     return (all(k in ignored or (k in expected and expected[k] == v) for k, v in recorded.items())
-            and all(expected[k] == defaults[k] for k in newer))
+            and all(expected[k] == before[k] for k in newer))
 
 
 def _siblings(wheres):
