@@ -37,15 +37,19 @@ def properties_dir() -> Path:
     """The plugin's ``properties/`` folder, installed or in the source tree.
 
     setup.py ships the top-level ``properties/`` as the package ``recbole_bifair.properties``;
-    a source checkout (scripts run from the repository) has it beside the package.
+    a source checkout (scripts run from the repository) has it beside the package. The checkout's
+    own folder comes first: run from one checkout with another's editable install (a git
+    worktree beside the repository), the installed name maps to the other checkout's files.
     """
+    source_tree = Path(__file__).resolve().parent.parent / "properties"
+    if (source_tree / "overall.yaml").is_file() and (source_tree.parent / "setup.py").is_file():
+        return source_tree
     try:
         installed = Path(str(resources.files("recbole_bifair.properties")))
         if (installed / "overall.yaml").is_file():
             return installed
     except ModuleNotFoundError:
         pass
-    source_tree = Path(__file__).resolve().parent.parent / "properties"
     if (source_tree / "overall.yaml").is_file():
         return source_tree
     raise FileNotFoundError(

@@ -61,3 +61,22 @@ def test_properties_found_after_a_non_editable_install(tmp_path):
     assert found["files"] == shipped
     defaults = load_yaml_file(REPO / "properties" / "overall.yaml")
     assert (found["results_dir"], found["download_timeout"]) == (defaults["results_dir"], defaults["download_timeout"])
+
+
+def test_a_second_checkout_reads_its_own_properties(tmp_path):
+    """Run from another checkout of the repository (a git worktree) with this checkout's editable
+    install, the package imported from the working directory reads that checkout's properties/,
+    not the ones the installed name maps to."""
+    other = tmp_path / "worktree"
+    other.mkdir()
+    shutil.copy(REPO / "setup.py", other / "setup.py")
+    for name in ["recbole_bifair", "properties"]:
+        shutil.copytree(REPO / name, other / name, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import recbole_bifair.config as c; print(c.__file__); print(c.properties_dir())"],
+        cwd=other, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        check=True, capture_output=True, text=True,
+    )
+    package, properties = probe.stdout.strip().splitlines()[-2:]
+    assert Path(package).is_relative_to(other)
+    assert Path(properties) == other / "properties"
