@@ -281,13 +281,15 @@ _ENTRIES = _keys(
     _k("projector_output_std", "float", None,
        "Rescale P's last layer at build time so that the entries of P(E0) have this std (0.02 = SASRec's "
        "initializer_range); ~: as initialised.", "> 0"),
-    _k("id_fusion", "str", "none",
+    _k("id_fusion", "str", "sum",
        "none, sum, concat or residual: fuse P(E) with a trainable ID view (concat: a linear fuse initialised as "
-       "the sum; residual: ID + text_scale * P(E), the scale a learned scalar).",
+       "the sum; residual: ID + text_scale * P(E), the scale a learned scalar). Default chosen for every "
+       "dataset by METHOD.md 3d (benchmarks/results/fusion).",
        ("none", "sum", "concat", "residual")),
     _k("id_count_half", "float", 0.0,
        "With an ID view: item i's ID vector is weighted n_i / (n_i + id_count_half) for its n_i training "
-       "interactions, so items with few lean on the text view; 0: every ID vector whole.", ">= 0"),
+       "interactions, so items with few lean on the text view; 0: every ID vector whole (a candidate of "
+       "METHOD.md 3d, under test).", ">= 0"),
     _k("text_scale_init", "float", 0.0,
        "id_fusion residual: the text view's learned scale at the start (0: the model starts as the ID model)."),
     _k("id_init", "str", "normal",

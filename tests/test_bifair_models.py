@@ -40,7 +40,9 @@ def test_item_table_is_projected_llm_table_with_zero_padding(setup, model):
     with torch.no_grad():
         V = table.weight
         assert torch.all(V[0] == 0)
-        torch.testing.assert_close(V[1 : net.n_items], table.projector(table.E[1:]))
+        # the default fusion (every dataset): the text view plus the trainable ID view, by sum
+        assert config["id_fusion"] == "sum" and config["id_count_half"] == 0.0
+        torch.testing.assert_close(V[1 : net.n_items], table.projector(table.E[1:]) + table.id_embedding.weight[1:])
         ids = torch.tensor([[1, 2, 0]])
         torch.testing.assert_close(table(ids), V[ids])
 

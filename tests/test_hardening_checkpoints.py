@@ -209,9 +209,10 @@ def test_a_huge_learning_rate_is_the_inner_level_and_no_checkpoint_exists(setup,
     config_file = write_yaml(tmp_path / "bifair.yaml", bifair_config(root, emb))
     assert run_cli(run_main, ["--model=BiFairSASRec", f"--config_files={config_file}", "--learning_rate=1e6"]) == 2
     [line] = error_lines(capsys)
-    assert line == ("error: the inner level diverged: the training loss became NaN/Inf at epoch 0, step 1: lower "
-                    "learning_rate or set clip_grad_norm (e.g. clip_grad_norm: {max_norm: 5}). "
-                    "No checkpoint was saved yet")
+    # the step at which the loss overflows depends on the model (with the ID view it is the second)
+    assert re.fullmatch(r"error: the inner level diverged: the training loss became NaN/Inf at epoch 0, step [12]: "
+                        r"lower learning_rate or set clip_grad_norm \(e\.g\. clip_grad_norm: \{max_norm: 5\}\)\. "
+                        r"No checkpoint was saved yet", line), line
 
 
 def _trained_bifair(setup, saved):

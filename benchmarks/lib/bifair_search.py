@@ -8,7 +8,7 @@ import platform
 
 from benchmarks.lib import runs
 from benchmarks.lib.paths import REPO
-from benchmarks.lib.protocol import BUDGETS, PROTOCOL
+from benchmarks.lib.protocol import BUDGETS, PROTOCOL, legacy_keys
 
 SEED = 2020
 PROFILE = "quick"
@@ -39,7 +39,7 @@ def baseline_valid(workdir, threads):
 def write_protocol(search_dir, workdir, fixed):
     """The search's protocol file: the benchmark's protocol at the quick budget, ``first_order``
     hypergradients (half the cost, the same metrics to four decimals there), ``fixed`` on top."""
-    protocol = {**PROTOCOL, **BUDGETS[PROFILE], "seed": SEED, "save_rankings": False,
+    protocol = {**PROTOCOL, **legacy_keys("ml-100k", PROFILE), **BUDGETS[PROFILE], "seed": SEED, "save_rankings": False,
                 "hypergrad": "first_order",
                 "llm_emb_dir": os.path.join(workdir, f"fairness-{PROFILE}", "embeddings"), **fixed}
     path = os.path.join(search_dir, "protocol.yaml")

@@ -29,6 +29,20 @@ DATASETS = {
 #: properties/dataset/ml-1m.yaml): the budgets below pin it, so their plans stay the runs they
 #: archived. Keys a model does not read are not recorded, and so not compared.
 RECBOLE_SASREC = {"MAX_ITEM_LIST_LENGTH": 50, "n_heads": 2, "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5}
+#: The LLM-enhanced backbone of the same benchmarks: the fusion was a per-dataset setting (ml-1m and
+#: Beauty: the ID view by sum, from their dataset files; elsewhere the text view alone) before
+#: METHOD.md 3d chose one default for every dataset; the budgets below pin it, as RECBOLE_SASREC.
+LEGACY_FUSION = {"ml-1m": "sum", "amazon-beauty-5core": "sum"}
+LEGACY_BUDGETS = ("quick", "full", "converge")
+
+
+def legacy_keys(dataset, budget):
+    """The keys that keep a legacy budget's plans the runs it archived (nothing for other budgets)."""
+    if budget not in LEGACY_BUDGETS:
+        return {}
+    return {"id_fusion": LEGACY_FUSION.get(dataset, "none"), "id_count_half": 0.0}
+
+
 #: Training budgets; runs of the same budget share a work folder, whatever the profile.
 BUDGETS = {
     # Chosen so that one seed of the first 12 methods took 37 min on 2 cores (README); the large-batch
@@ -59,8 +73,9 @@ def run_protocol(dataset, data_path, profile, seed, folder, workdir, extra=None)
     """The config of one run in ``folder`` besides its method file: the protocol, the dataset's
     settings, the profile's budget, the seed, where it writes, and ``extra`` keys on top."""
     where = {} if dataset == "ml-100k" else {"data_path": data_path}
-    return {**PROTOCOL, "dataset": dataset, **where, **DATASETS.get(dataset, {}),
-            **BUDGETS[PROFILES[profile]["budget"]], "seed": seed, "results_dir": folder,
+    budget = PROFILES[profile]["budget"]
+    return {**PROTOCOL, "dataset": dataset, **where, **DATASETS.get(dataset, {}), **legacy_keys(dataset, budget),
+            **BUDGETS[budget], "seed": seed, "results_dir": folder,
             "checkpoint_dir": os.path.join(folder, "saved"),
             "llm_emb_dir": os.path.join(workdir, "embeddings"),  # encoded once, shared by all runs
             **(extra or {})}
