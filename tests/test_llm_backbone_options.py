@@ -208,6 +208,9 @@ def test_id_count_half_weights_each_id_vector_by_its_training_count(setup, fusio
     assert n[1:].min() < n[1:].max()  # the weights differ between items
     with pytest.raises(ConfigError, match="id_count_half"):
         _build(setup, id_fusion=fusion, id_count_half=-1.0)
+    # without an ID view the key would change nothing: an error, not a silent no-op
+    with pytest.raises(ConfigError, match="id_count_half .* id_fusion: none"):
+        _build(setup, id_fusion="none", id_count_half=5.0)
 
 
 def test_id_view_pca_init_is_the_raw_tables_pca_at_the_init_scale(setup):

@@ -67,7 +67,7 @@ class TargetLosses:
     logits: Optional[torch.Tensor] = None
 
 
-def id_gate(train_counts, half):
+def id_gate(train_counts, half, id_fusion):
     """Each item's weight of its ID view, ``n / (n + half)`` for ``n`` training interactions
     (``id_count_half``: an item with ``half`` interactions gets half its ID vector, so items with
     few lean on the text view); None when ``half`` is 0 (every item's ID view whole)."""
@@ -75,6 +75,9 @@ def id_gate(train_counts, half):
         raise ConfigError(f"id_count_half must be >= 0 (0 = off), got {half}")
     if half == 0:
         return None
+    if id_fusion == "none":
+        raise ConfigError(f"id_count_half ({half}) weights the ID view, and id_fusion: none has none: "
+                          f"set id_fusion: sum (the default) or id_count_half: 0")
     n = train_counts.double()
     return (n / (n + half)).float()
 
@@ -122,7 +125,7 @@ class LLMModel:
             id_fusion=id_fusion, train_E=self.method.refines_table, id_weight=id_weight,
             input_dropout=dropout if dropout_on == "input" else 0.0,
             text_scale_init=finite_number(config, "text_scale_init"),
-            id_gate=id_gate(train_counts, finite_number(config, "id_count_half")),
+            id_gate=id_gate(train_counts, finite_number(config, "id_count_half"), id_fusion),
         )
         if self.item_embedding.extra is not None:
             nn.init.normal_(self.item_embedding.extra, std=init_std)
