@@ -100,13 +100,15 @@ def header_line(model, dataset, threads, device, log_file, processes=1):
             f"{device}{spread}; log: {log_file}")
 
 
-def epoch_line(epoch_idx, epochs, seconds, train_loss, metric, score, improved, extras=()):
+def epoch_line(epoch_idx, epochs, seconds, train_loss, metric, score, improved, extras=(), mean=None):
     """The console line of a validated epoch: the epoch, its training seconds, the training loss
-    and the validation metric (``best`` when it improved, i.e. the checkpoint was saved), then
+    and the validation metric, with ``mean``, the trailing mean early stopping follows
+    (``valid_window`` > 1), after it (``best`` when the followed score improved, i.e. the
+    checkpoint was saved), then
     as many of ``extras`` (strings, most important first) as fit in ``WIDTH`` columns with the
     console's time in front."""
     line = (f"epoch {epoch_idx}/{epochs}  {seconds:.1f} s  loss {train_loss:.4f}  "
-            f"valid {metric} {score:.4f}{' best' if improved else ''}")
+            f"valid {metric} {score:.4f}{'' if mean is None else f' (mean {mean:.4f})'}{' best' if improved else ''}")
     room = WIDTH - len("00:00:00 ")
     for extra in extras:
         if len(line) + 2 + len(extra) <= room:

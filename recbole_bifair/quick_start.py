@@ -86,8 +86,10 @@ def console_epochs(config, trainer, callback_fn=None):
         loss = trainer.train_loss_dict[epoch_idx]
         stats = getattr(trainer, "epoch_stats", None)
         extras = bifair_extras(stats[-1]) if stats and stats[-1]["epoch"] == epoch_idx else []
+        raw = trainer.valid_scores[-1] if getattr(trainer, "valid_scores", None) else valid_score
+        mean = valid_score if getattr(trainer, "valid_window", 1) > 1 else None
         getLogger().info(epoch_line(epoch_idx, config["epochs"], trainer.epoch_seconds[-1], float(loss), metric,
-                                    valid_score, trainer.cur_step == 0, extras), extra=CONSOLE)
+                                    raw, trainer.cur_step == 0, extras, mean=mean), extra=CONSOLE)
         if callback_fn:
             callback_fn(epoch_idx, valid_score)
 
@@ -225,6 +227,9 @@ def write_result(config, started, dataset, model, trainer, train_data, test_data
         "first_epoch": int(getattr(trainer, "start_epoch", 0) or 0),
         "seconds_per_epoch": (sum(trainer.epoch_seconds) / len(trainer.epoch_seconds)) if trainer.epoch_seconds else None,
         "epoch_seconds": trainer.epoch_seconds,
+        # the raw validation score of every validation of the run, resumed ones included (the
+        # curve valid_window smooths; benchmarks/stopping_replay.py reads it)
+        "valid_scores": list(getattr(trainer, "valid_scores", [])),
         "total_seconds": time.time() - started,
         "checkpoint": checkpoint,
         **more,

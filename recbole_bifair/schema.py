@@ -200,7 +200,7 @@ SECTIONS = PLUGIN_SECTIONS + (RECBOLE,)
 #: keys added after runs were archived, with the value that gives what those runs computed (the
 #: key's default when it was added). A run that did not record such a key is the run with this
 #: value, whatever the key's default later becomes (benchmarks/lib/cache.py).
-ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0}
+ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0, "valid_window": 1}
 #: keys that no longer exist, and what replaces them (a config that still sets one stops with this)
 REMOVED_KEYS = {
     "bifair": "the model and fair_method: write model: LLMSASRec (or fair_method: none) for the LLM-enhanced "
@@ -232,6 +232,10 @@ _ENTRIES = _keys(
     _k("download_url", "str", None, "Mirror URL of the dataset zip; default: RecBole's url.yaml entry."),
     _k("download_timeout", "int", 60, "Seconds before a dataset download gives up.", ">= 1"),
     _k("resume_checkpoint", "str", None, "Checkpoint (.pth) to resume training from."),
+    _k("valid_window", "int", 1,
+       "Early stopping and the best checkpoint follow the mean of the last valid_window validation scores "
+       "instead of the latest one, so that a noisy validation curve neither resets nor ends the patience "
+       "(trainer/stopping.py, METHOD.md 3e); 1: RecBole's rule on the raw score.", ">= 1"),
     _k("train_mode", "str", None,
        "sequence: each user's history once, next-item CE at every position (causal backbones SASRec/GRU4Rec "
        "and their BiFair wrappers, CE loss); prefix: RecBole's one sample per interaction; ~: sequence where "

@@ -17,6 +17,7 @@ from recbole_bifair.model.all_positions import sequence_loss
 from recbole_bifair.model.padding import resolve_trim, trimmed_full_sort
 from recbole_bifair.schema import recorded_config
 from recbole_bifair.trainer import distributed
+from recbole_bifair.trainer.stopping import trailing_mean
 
 INNER_FIX = "lower learning_rate or set clip_grad_norm (e.g. clip_grad_norm: {max_norm: 5})"
 #: What diverged, and the keys that tame it (``diverged``): a stock trainer's training, or one
@@ -135,6 +136,8 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
         self.epoch_seconds = []
         self.trim_padding = resolve_trim(config, model)
         self._epoch_idx = 0  # the epoch in training, for the divergence error
+        self.valid_window = config["valid_window"] or 1
+        self.valid_scores = []  # every validation's raw score, in order (the run's validation curve)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._epoch_idx = epoch_idx
@@ -146,6 +149,15 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
                     return sequence_loss(self.model, interaction, self.trim_padding)
                 return self.model.calculate_loss(interaction)
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        # RecBole's fit() hands this score to early_stopping, which both ends the run and picks the
+        # best checkpoint: with valid_window > 1 it is the trailing mean (trainer/stopping.py)
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.valid_scores.append(score)
+        if self.valid_window == 1:
+            return score, result
+        return trailing_mean(self.valid_scores, self.valid_window), result
 
     def _check_nan(self, loss):
         # RecBole raises ValueError("Training loss is nan"), naming neither the cause nor the fix
@@ -210,6 +222,7 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
             "other_parameter": plain(self.model.other_parameter()),
             "optimizer": self.optimizer.state_dict(),
             "rng": random_state(self._shuffled_loaders()),
+            "valid_scores": [float(score) for score in self.valid_scores],
         }
 
     def _load_extra_checkpoint_state(self, checkpoint):
@@ -224,6 +237,13 @@ class PluginTrainerMixin(CheckpointLoadingMixin):
             # written at the epoch where early stopping ended the run: no epoch is left to train
             self.epochs = self.start_epoch
         self._resumed_random_state = checkpoint.get("rng")
+        if "valid_scores" in checkpoint:
+            self.valid_scores = list(checkpoint["valid_scores"])
+        elif self.valid_window > 1 and self.start_epoch > 0:
+            raise ConfigError(
+                f"resume_checkpoint '{self._resumed_file}' was written before valid_window existed: the "
+                f"validations its trailing mean needs are not in it. Resume it with valid_window: 1 (the rule "
+                f"it was trained with), or train from the start")
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         # RecBole's fit() hands every trainer's epoch start and end time to this method, whatever
