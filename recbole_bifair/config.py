@@ -167,6 +167,19 @@ def resolve_group_offsets(config, model_class):
     return mode
 
 
+def resolve_id_count_half(config):
+    """``id_count_half`` of an LLM-enhanced run: the value set, or with ``id_fusion: none`` 0 (the
+    default weights each item's ID vector, and that fusion has none; a run records what it did).
+    Set explicitly beside ``id_fusion: none``, an error naming both keys."""
+    half = config["id_count_half"]
+    if config["id_fusion"] != "none":
+        return half
+    if "id_count_half" in config.external_config_dict and half not in (0, None):
+        raise ConfigError(f"id_count_half ({half}) weights the ID view, and id_fusion: none has none: "
+                          f"set id_fusion: sum (the default) or id_count_half: 0")
+    return 0.0
+
+
 class BiFairConfig(Config):
     """RecBole Config that resolves plugin models first and loads the plugin's properties.
 
@@ -187,6 +200,8 @@ class BiFairConfig(Config):
         read_layout(self, self.model_class)  # sasrec_norm / item_emb_scale on another backbone: stop here
         if _uses_llm_embeddings(self.model_class):
             lookup(method_name(self))  # an unknown fair_method stops here, before any data is read
+        if "id_count_half" in self.final_config_dict:
+            self.final_config_dict["id_count_half"] = resolve_id_count_half(self)
         if "group_offsets" in self.final_config_dict:
             self.final_config_dict["group_offsets"] = resolve_group_offsets(self, self.model_class)
             # the offsets are learned against the worst meta groups (METHOD.md 4a); unset, the

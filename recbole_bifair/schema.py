@@ -290,10 +290,10 @@ _ENTRIES = _keys(
        "the sum; residual: ID + text_scale * P(E), the scale a learned scalar). Default chosen for every "
        "dataset by METHOD.md 3d (benchmarks/results/fusion).",
        ("none", "sum", "concat", "residual")),
-    _k("id_count_half", "float", 0.0,
+    _k("id_count_half", "float", 100.0,
        "With an ID view: item i's ID vector is weighted n_i / (n_i + id_count_half) for its n_i training "
-       "interactions, so items with few lean on the text view; 0: every ID vector whole (a candidate of "
-       "METHOD.md 3d, under test).", ">= 0"),
+       "interactions, so items with few lean on the text view; 0: every ID vector whole; id_fusion none: 0. "
+       "Default chosen for every dataset by METHOD.md 3d (benchmarks/results/fusion).", ">= 0"),
     _k("text_scale_init", "float", 0.0,
        "id_fusion residual: the text view's learned scale at the start (0: the model starts as the ID model)."),
     _k("id_init", "str", "normal",

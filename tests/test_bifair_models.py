@@ -40,9 +40,14 @@ def test_item_table_is_projected_llm_table_with_zero_padding(setup, model):
     with torch.no_grad():
         V = table.weight
         assert torch.all(V[0] == 0)
-        # the default fusion (every dataset): the text view plus the trainable ID view, by sum
-        assert config["id_fusion"] == "sum" and config["id_count_half"] == 0.0
-        torch.testing.assert_close(V[1 : net.n_items], table.projector(table.E[1:]) + table.id_embedding.weight[1:])
+        # the default fusion (every dataset, METHOD.md 3d): the text view plus the trainable ID
+        # view, each item's ID vector weighted n / (n + 100) by its training interactions n
+        assert config["id_fusion"] == "sum" and config["id_count_half"] == 100.0
+        split = train.dataset
+        n = torch.bincount(split.inter_feat[split.iid_field], minlength=dataset.item_num)[1: net.n_items].double()
+        expected = table.projector(table.E[1:]).double() + (n / (n + 100.0)).unsqueeze(1) * \
+            table.id_embedding.weight[1:].double()
+        torch.testing.assert_close(V[1 : net.n_items].double(), expected, rtol=1e-5, atol=1e-6)
         ids = torch.tensor([[1, 2, 0]])
         torch.testing.assert_close(table(ids), V[ids])
 

@@ -154,7 +154,7 @@ def test_input_dropout_spares_the_scored_table(setup):
 
 @pytest.mark.parametrize("fusion", ["sum", "concat"])
 def test_id_view_at_the_backbones_scale_in_the_inner_parameters(setup, fusion):
-    config, _, _, net, _ = _build(setup, id_fusion=fusion)
+    config, _, _, net, _ = _build(setup, id_fusion=fusion, id_count_half=0.0)  # every ID vector whole
     table = net.item_table
     ids = table.id_embedding.weight
     assert (ids[0] == 0).all()
@@ -171,7 +171,7 @@ def test_id_view_at_the_backbones_scale_in_the_inner_parameters(setup, fusion):
 def test_residual_fusion_starts_as_the_id_model_and_learns_the_text_scale(setup):
     """``id_fusion: residual``: V = ID + s P(E) with s a learned scalar; at s = 0 (the default start)
     the scored table and the scores are the ID view's alone, and one optimiser step moves s."""
-    config, _, data, net, _ = _build(setup, id_fusion="residual", **NO_DROPOUT)
+    config, _, data, net, _ = _build(setup, id_fusion="residual", id_count_half=0.0, **NO_DROPOUT)
     table = net.item_table
     assert table.text_scale.item() == 0.0 and config["text_scale_init"] == 0.0
     assert id(table.text_scale) in {id(p) for p in net.inner_parameters()}
@@ -208,9 +208,13 @@ def test_id_count_half_weights_each_id_vector_by_its_training_count(setup, fusio
     assert n[1:].min() < n[1:].max()  # the weights differ between items
     with pytest.raises(ConfigError, match="id_count_half"):
         _build(setup, id_fusion=fusion, id_count_half=-1.0)
-    # without an ID view the key would change nothing: an error, not a silent no-op
+    # without an ID view the key would change nothing: set, an error, not a silent no-op; the
+    # default is recorded as what the run does, 0
     with pytest.raises(ConfigError, match="id_count_half .* id_fusion: none"):
         _build(setup, id_fusion="none", id_count_half=5.0)
+    config, *_ = _build(setup, id_fusion="none")
+    assert config["id_count_half"] == 0.0
+    assert _build(setup, id_fusion=fusion)[0]["id_count_half"] == 100.0
 
 
 def test_id_view_pca_init_is_the_raw_tables_pca_at_the_init_scale(setup):
