@@ -6,6 +6,7 @@ import glob
 import json
 import os
 
+import pytest
 import yaml
 
 from benchmarks.lib import archive, cache, protocol, runs, stats
@@ -212,3 +213,24 @@ def test_a_run_is_found_by_its_config_under_another_name(tmp_path, monkeypatch):
     # another config is found nowhere
     other = {**cache.planned_config(files), "id_fusion": "concat"}
     assert cache.finished(str(second), other, archive2) is None
+
+
+def test_a_run_protocol_file_is_never_seen_half_written(tmp_path, monkeypatch):
+    """A derived method's thread rewrites its base run's protocol.yaml while the base's own thread
+    may read it: the file is replaced whole or not at all (a failed write leaves the old one)."""
+    monkeypatch.setitem(protocol.DATASETS, "tiny", {"epochs": 1})
+    folder = runs.run_dir(str(tmp_path / "work"), "SASRec", 2020)
+    os.makedirs(folder)
+    old = os.path.join(folder, "protocol.yaml")
+    with open(old, "w") as f:
+        f.write('{"dataset": "tiny"}')
+
+    def failing_dump(value, f):
+        f.write('{"data')  # half of it, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.json, "dump", failing_dump)
+    with pytest.raises(KeyboardInterrupt):
+        runs.run_one("SASRec", 2020, "quick", str(tmp_path / "work"), 1, "tiny", "x")
+    assert open(old).read() == '{"dataset": "tiny"}'
+    assert os.listdir(folder) == ["protocol.yaml"]  # no temporary file left

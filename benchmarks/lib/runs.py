@@ -14,6 +14,7 @@ from benchmarks.lib.cache import finished, planned_config, resumable
 from benchmarks.lib.methods import DERIVED, folder_name, method_file, without_keys
 from benchmarks.lib.paths import DEFAULT_DATA_PATH, REPO
 from benchmarks.lib.protocol import TOPK, run_protocol
+from recbole_bifair.fileio import atomic_path
 
 
 class NotFinished(RuntimeError):
@@ -116,7 +117,9 @@ def run_one(method, seed, profile, workdir, threads, dataset="ml-100k", data_pat
     folder = run_dir(workdir, label or method, seed)
     os.makedirs(folder, exist_ok=True)
     protocol_file = os.path.join(folder, "protocol.yaml")
-    with open(protocol_file, "w") as f:
+    # atomically: a derived method's thread writes its base run's file (the same for both) while
+    # the base's own thread may be reading it (a plain open() let it read an empty file, "no dataset")
+    with atomic_path(protocol_file) as tmp, open(tmp, "w") as f:
         json.dump(run_protocol(dataset, data_path, profile, seed, folder, workdir, extra), f)  # JSON is YAML
     config_files = [method_file(method), protocol_file]
     archive = archives.archive_folder(folder, archive_root)
