@@ -22,11 +22,13 @@ if not __package__:  # run by path: see benchmarks/_path.py
     import _path  # noqa: F401
 
 from benchmarks.lib.paths import RESULTS  # noqa: E402
-from benchmarks.lib.stopping import IMPROVING, collect, outcome, read_curves, write_curves  # noqa: E402
+from benchmarks.lib.stopping import IMPROVING, collect, merge, outcome, read_curves, write_curves  # noqa: E402
 
 OUT = os.path.join(RESULTS, "stopping")
 WINDOWS = (1, 2, 3, 5)
 PATIENCES = (5, 10, 20)
+#: the rules of the per-curve table
+PER_CURVE = ((1, 5), (3, 5), (1, 10), (3, 10), (1, 20), (3, 20))
 
 
 def parser():
@@ -56,7 +58,7 @@ def curve_rows(curves):
     rows = []
     for c in curves:
         cells = []
-        for window, patience in ((1, 5), (3, 5), (1, 10), (3, 10), (5, 10)):
+        for window, patience in PER_CURVE:
             o = outcome(c, window, patience)
             cells.append("?" if o is None else
                          f"{o['stop'] + 1}{'!' if o['improving'] else ''} / {o['kept']:.4f}")
@@ -87,9 +89,9 @@ def write_tables(out_dir, curves):
         "Per curve: validations used (`!`: stopped while improving) / raw validation score of the kept checkpoint; "
         "`?`: the curve does not tell.",
         "",
-        "| dataset | method | seed | recorded patience | validations | best raw @ validation | k1 p5 | k3 p5 | k1 p10 "
-        "| k3 p10 | k5 p10 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | method | seed | recorded patience | validations | best raw @ validation | "
+        + " | ".join(f"k{k} p{p}" for k, p in PER_CURVE) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(PER_CURVE),
         *curve_rows(curves),
         "",
     ]
@@ -109,7 +111,7 @@ def main(argv=None):
         if os.path.isfile(path):
             records = {row["curve"]: {**row, "scores": " ".join(f"{s:.4f}" for s in row["scores"])}
                        for row in read_curves(path)}
-        records.update(collect(args.collect))
+        records = merge(records, collect(args.collect))
         write_curves(path, records)
     curves = sorted(read_curves(path), key=lambda c: (c["dataset"], c["method"], c["seed"], c["curve"]))
     print(write_tables(args.out_dir, curves))

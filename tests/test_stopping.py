@@ -148,3 +148,13 @@ def test_the_benchmark_reads_curves_and_tells_only_what_they_show(tmp_path):
     # a rule more patient than the run tells nothing, unless the run trained its whole budget
     assert outcome(row, 1, 20) is None
     assert outcome({**row, "ended": "epochs"}, 1, 20)["stop"] == len(scores) - 1
+
+
+def test_collected_curves_replace_the_same_runs_under_older_names():
+    from benchmarks.lib.stopping import merge
+    run = {"dataset": "tiny", "method": "BiFair", "seed": 2020, "patience": 10, "scores": "0.1000 0.2000"}
+    other = {**run, "scores": "0.1000 0.3000"}  # a second run in the same folder
+    kept = merge({"bench/BiFair-seed2020": run}, {"bench/BiFair-seed2020/run-b": other})
+    assert kept == {"bench/BiFair-seed2020": run, "bench/BiFair-seed2020/run-b": other}
+    renamed = merge(kept, {"bench/BiFair-seed2020/run-a": dict(run)})
+    assert sorted(renamed) == ["bench/BiFair-seed2020/run-a", "bench/BiFair-seed2020/run-b"]

@@ -35,8 +35,8 @@ def planned_config(config_files):
 @functools.lru_cache(maxsize=None)
 def stock_only_keys():
     """The plugin keys outside ``properties/overall.yaml`` (the LLM models' and the methods'): a stock
-    model does not read them, so a dataset default among them (``id_fusion: sum`` in a dataset
-    file), which its runs record, changes no stock model's run."""
+    model does not read them, so a value among them that its runs recorded (runs made while
+    ``properties/dataset/`` files still set ``id_fusion``) changes no stock model's run."""
     from recbole_bifair.schema import plugin_keys
 
     return frozenset(key.name for key in plugin_keys()) - frozenset(key.name for key in plugin_keys("overall.yaml"))

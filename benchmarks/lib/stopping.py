@@ -39,7 +39,9 @@ def run_folder_curve(folder):
             match = LINE.search(line)
             if match:
                 scores[int(match.group(1))] = float(match.group(3))
-    results = [path for path in glob.glob(os.path.join(folder, "*.json"))]
+    # a folder can hold several runs (a changed default reruns in the same folder); run.log is the
+    # latest's, so is the newest result file
+    results = sorted(glob.glob(os.path.join(folder, "*.json")), key=os.path.getmtime)
     recorded = None
     for path in results:
         with open(path, encoding="utf-8") as f:
@@ -58,7 +60,8 @@ def run_folder_curve(folder):
     ended = "running" if recorded is None else ("epochs" if len(curve) >= epochs else "early")
     name = os.path.basename(os.path.normpath(folder))
     method, _, seed = name.rpartition("-seed")
-    return {"curve": f"{os.path.basename(os.path.dirname(os.path.normpath(folder)))}/{name}",
+    run = f"/{recorded['run_id']}" if recorded and recorded.get("run_id") else ""
+    return {"curve": f"{os.path.basename(os.path.dirname(os.path.normpath(folder)))}/{name}{run}",
             "dataset": protocol["dataset"], "method": method, "seed": int(seed),
             "patience": int(protocol["stopping_step"]), "epochs": epochs, "ended": ended,
             "scores": " ".join(f"{s:.4f}" for s in curve)}
@@ -74,6 +77,20 @@ def collect(workdirs):
             if record and record["ended"] != "running":
                 records[record["curve"]] = record
     return records
+
+
+def merge(records, new):
+    """``records`` (curve name -> record) with ``new`` added; a record of the same run under an older
+    name (the same dataset, method, seed, patience and scores; names before run ids) is dropped."""
+    def same_run(record):
+        return tuple(str(record[field]) for field in ("dataset", "method", "seed", "patience", "scores"))
+
+    merged = dict(records)
+    for name, record in new.items():
+        for old in [old for old, kept in merged.items() if old != name and same_run(kept) == same_run(record)]:
+            del merged[old]
+        merged[name] = record
+    return merged
 
 
 def read_curves(path):
