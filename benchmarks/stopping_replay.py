@@ -3,8 +3,8 @@
     python benchmarks/stopping_replay.py --collect benchmarks/work /other/checkout/benchmarks/work
     python benchmarks/stopping_replay.py            # the tables from the committed curves
 
-``--collect`` reads the validation curve of every finished run under the given benchmark work
-folders (``<workdir>/<benchmark>/<run>/``: its result JSON's ``valid_scores``, or its ``run.log``)
+``--collect`` reads the validation curve of every run under the given benchmark work folders
+(finished, or as far as a run still training got) (``<workdir>/<benchmark>/<run>/``: its result JSON's ``valid_scores``, or its ``run.log``)
 into ``benchmarks/results/stopping/curves.csv`` (committed: the tables need no scratch folder),
 adding to the curves already there. The tables (``benchmarks/results/stopping/README.md``) say,
 for every rule (``valid_window`` k, ``stopping_step`` p), on every curve that tells (the recorded
@@ -72,8 +72,8 @@ def write_tables(out_dir, curves):
     lines = [
         "# Early-stopping rules replayed on recorded validation curves",
         "",
-        "Made by `python benchmarks/stopping_replay.py` from `curves.csv` (each a finished run's raw validation "
-        "NDCG@10 at every epoch; `--collect` adds curves). A rule is `valid_window` k (early stopping and the "
+        "Made by `python benchmarks/stopping_replay.py` from `curves.csv` (each a run's raw validation "
+        "NDCG@10 at every epoch, or as far as a run still training got; `--collect` adds curves). A rule is `valid_window` k (early stopping and the "
         "kept checkpoint follow the mean of the last k validations; k = 1 is RecBole's rule) with `stopping_step` "
         "p. A curve *tells* for a rule when its run went on at least as long as the rule would have (its own "
         f"patience was larger) or ran to its epoch budget. *Improving*: the curve later rose >= {100 * IMPROVING:.0f}% "

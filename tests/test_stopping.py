@@ -131,7 +131,9 @@ def test_the_benchmark_reads_curves_and_tells_only_what_they_show(tmp_path):
     write_run_folder(tmp_path / "work" / "bench" / "BiFair-seed2020", lines, result={"test_result": {}})
     write_run_folder(tmp_path / "work" / "bench" / "SASRec-seed2020", lines[:3])  # running: no result
     records = collect([str(tmp_path / "work")])
-    assert list(records) == ["bench/BiFair-seed2020"]
+    assert sorted(records) == ["bench/BiFair-seed2020", "bench/SASRec-seed2020"]
+    running = dict(records.pop("bench/SASRec-seed2020"))
+    assert running["ended"] == "running" and running["scores"] == "0.1000 0.1500"
     row = dict(records["bench/BiFair-seed2020"])
     assert (row["method"], row["seed"], row["patience"], row["ended"]) == ("BiFair", 2020, 3, "early")
     row["scores"] = [float(s) for s in row["scores"].split()]
@@ -145,6 +147,9 @@ def test_the_benchmark_reads_curves_and_tells_only_what_they_show(tmp_path):
     # the recorded rule itself (patience 3 stops at validation 5, where its run ended): nothing after it is known
     assert outcome({**row, "scores": scores[:6]}, 1, 3) is None
     assert outcome({**row, "scores": scores[:6]}, 1, 2)["stop"] == 4
+    # a run still training tells as far as it got, as one that stopped early
+    assert outcome({**row, "ended": "running"}, 1, 2) == outcome(row, 1, 2)
+    assert outcome({**row, "ended": "running"}, 1, 20) is None
     # a rule more patient than the run tells nothing, unless the run trained its whole budget
     assert outcome(row, 1, 20) is None
     assert outcome({**row, "ended": "epochs"}, 1, 20)["stop"] == len(scores) - 1
@@ -152,9 +157,14 @@ def test_the_benchmark_reads_curves_and_tells_only_what_they_show(tmp_path):
 
 def test_collected_curves_replace_the_same_runs_under_older_names():
     from benchmarks.lib.stopping import merge
-    run = {"dataset": "tiny", "method": "BiFair", "seed": 2020, "patience": 10, "scores": "0.1000 0.2000"}
+    run = {"dataset": "tiny", "method": "BiFair", "seed": 2020, "patience": 10, "ended": "early",
+           "scores": "0.1000 0.2000"}
     other = {**run, "scores": "0.1000 0.3000"}  # a second run in the same folder
     kept = merge({"bench/BiFair-seed2020": run}, {"bench/BiFair-seed2020/run-b": other})
     assert kept == {"bench/BiFair-seed2020": run, "bench/BiFair-seed2020/run-b": other}
     renamed = merge(kept, {"bench/BiFair-seed2020/run-a": dict(run)})
     assert sorted(renamed) == ["bench/BiFair-seed2020/run-a", "bench/BiFair-seed2020/run-b"]
+    # a run seen while training, then finished: only the finished curve stays
+    training = {"bench/SASRec-seed2020": {**run, "method": "SASRec", "ended": "running"}}
+    done = {"bench/SASRec-seed2020/run-c": {**run, "method": "SASRec", "ended": "epochs", "scores": "0.1 0.2 0.3"}}
+    assert sorted(merge({**kept, **training}, done)) == sorted([*kept, *done])

@@ -68,26 +68,33 @@ def run_folder_curve(folder):
 
 
 def collect(workdirs):
-    """The curve records of every run folder ``<workdir>/<benchmark>/<run>/`` under ``workdirs``,
-    finished runs only, by curve name (a later workdir's record of the same run wins)."""
+    """The curve records of every run folder ``<workdir>/<benchmark>/<run>/`` under ``workdirs``, by
+    curve name (a later workdir's record of the same run wins). A run still training counts with
+    what it has (``ended: running``): it tells for the rules that stop within it."""
     records = {}
     for workdir in workdirs:
         for folder in sorted(glob.glob(os.path.join(workdir, "*", "*"))):
             record = run_folder_curve(folder) if os.path.isdir(folder) else None
-            if record and record["ended"] != "running":
+            if record:
                 records[record["curve"]] = record
     return records
 
 
 def merge(records, new):
     """``records`` (curve name -> record) with ``new`` added; a record of the same run under an older
-    name (the same dataset, method, seed, patience and scores; names before run ids) is dropped."""
+    name (the same dataset, method, seed, patience and scores; names before run ids) is dropped, and
+    so is a record of a run still training in the folder of a new record (the run went on)."""
     def same_run(record):
         return tuple(str(record[field]) for field in ("dataset", "method", "seed", "patience", "scores"))
 
+    def folder(name):
+        return "/".join(name.split("/")[:2])
+
     merged = dict(records)
     for name, record in new.items():
-        for old in [old for old, kept in merged.items() if old != name and same_run(kept) == same_run(record)]:
+        # the same run under an older name, or what the folder's run had done while still training
+        for old in [old for old, kept in merged.items() if old != name and (
+                same_run(kept) == same_run(record) or (folder(old) == folder(name) and kept["ended"] == "running"))]:
             del merged[old]
         merged[name] = record
     return merged
