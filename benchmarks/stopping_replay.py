@@ -23,6 +23,7 @@ if not __package__:  # run by path: see benchmarks/_path.py
 
 from benchmarks.lib.paths import RESULTS  # noqa: E402
 from benchmarks.lib.stopping import IMPROVING, collect, merge, outcome, read_curves, write_curves  # noqa: E402
+from recbole_bifair.fileio import atomic_path  # noqa: E402
 
 OUT = os.path.join(RESULTS, "stopping")
 WINDOWS = (1, 2, 3, 5)
@@ -96,9 +97,8 @@ def write_tables(out_dir, curves):
         "",
     ]
     path = os.path.join(out_dir, "README.md")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
-    os.replace(path + ".tmp", path)
     return path
 
 

@@ -15,6 +15,7 @@ import re
 
 import yaml
 
+from recbole_bifair.fileio import atomic_path
 from recbole_bifair.trainer.stopping import replay
 
 LINE = re.compile(r"epoch (\d+)/(\d+)\s.*?\svalid \S+ ([0-9.]+)")
@@ -110,13 +111,11 @@ def read_curves(path):
 
 
 def write_curves(path, records):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         for name in sorted(records):
             writer.writerow(records[name])
-    os.replace(tmp, path)
 
 
 def outcome(row, window, patience):
@@ -127,11 +126,9 @@ def outcome(row, window, patience):
     curve = row["scores"]
     result = replay(curve, window, patience)
     stop = result["stop"]
-    if stop is None and row["ended"] != "epochs":
-        return None  # the recorded run stopped first: what comes after is unknown
     if stop is None or stop == len(curve) - 1:
         if row["ended"] != "epochs":
-            return None  # it stops where the recorded run stopped: nothing after it is known
+            return None  # it would stop at or after the recorded curve's end: what follows is unknown
         stop = len(curve) - 1
     kept = curve[result["best"]]
     top = max(curve)
