@@ -27,7 +27,7 @@ from recbole_bifair.errors import ConfigError
 from recbole_bifair.methods.bifair import GROUP_OFFSETS
 from recbole_bifair.methods.catalog import import_method_modules, method_name  # registers the built-in methods
 from recbole_bifair.methods.registry import lookup, registered
-from recbole_bifair.model.llm import LLMModel
+from recbole_bifair.model.llm import LLMModel, no_id_view_error
 from recbole_bifair.model.sasrec_layout import read_layout
 from recbole_bifair.schema import PROPERTY_FILES, SCHEMA, check_config, check_key_owners
 from recbole_bifair.utils import available_models, get_model
@@ -175,8 +175,7 @@ def resolve_id_count_half(config):
     if config["id_fusion"] != "none":
         return half
     if "id_count_half" in config.external_config_dict and half not in (0, None):
-        raise ConfigError(f"id_count_half ({half}) weights the ID view, and id_fusion: none has none: "
-                          f"set id_fusion: sum (the default) or id_count_half: 0")
+        raise no_id_view_error(half)
     return 0.0
 
 

@@ -67,6 +67,13 @@ class TargetLosses:
     logits: Optional[torch.Tensor] = None
 
 
+def no_id_view_error(half):
+    """``id_count_half`` set beside ``id_fusion: none``: the error naming both keys (raised when the
+    config is built, config.resolve_id_count_half, and by ``id_gate`` for a direct caller)."""
+    return ConfigError(f"id_count_half ({half}) weights the ID view, and id_fusion: none has none: "
+                       f"set id_fusion: sum (the default) or id_count_half: 0")
+
+
 def id_gate(train_counts, half, id_fusion):
     """Each item's weight of its ID view, ``n / (n + half)`` for ``n`` training interactions
     (``id_count_half``: an item with ``half`` interactions gets half its ID vector, so items with
@@ -76,8 +83,7 @@ def id_gate(train_counts, half, id_fusion):
     if half == 0:
         return None
     if id_fusion == "none":
-        raise ConfigError(f"id_count_half ({half}) weights the ID view, and id_fusion: none has none: "
-                          f"set id_fusion: sum (the default) or id_count_half: 0")
+        raise no_id_view_error(half)
     n = train_counts.double()
     return (n / (n + half)).float()
 
