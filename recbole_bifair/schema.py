@@ -200,7 +200,8 @@ SECTIONS = PLUGIN_SECTIONS + (RECBOLE,)
 #: keys added after runs were archived, with the value that gives what those runs computed (the
 #: key's default when it was added). A run that did not record such a key is the run with this
 #: value, whatever the key's default later becomes (benchmarks/lib/cache.py).
-ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0, "valid_window": 1}
+ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0, "valid_window": 1, "outer_objective": "ce",
+              "soft_hit_k": 10, "soft_hit_temperature": 1.0}
 #: keys that no longer exist, and what replaces them (a config that still sets one stops with this)
 REMOVED_KEYS = {
     "bifair": "the model and fair_method: write model: LLMSASRec (or fair_method: none) for the LLM-enhanced "
@@ -378,6 +379,14 @@ _ENTRIES = _keys(
     _k("rank_with_offsets", "bool", False,
        "group_offsets outer: rank with the training logits (the learned offsets added back), a diagnostic of "
        "what the inner level fit (method BiFair-train-logits, METHOD.md 4a); ranking only."),
+    _k("outer_objective", "str", "ce",
+       "Per-target loss the outer level balances across groups on the meta batch: ce (the backbone's CE) or "
+       "soft_hit (sigmoid((z_k - z_y) / soft_hit_temperature), z_k the k-th largest other logit: a smooth miss "
+       "rate at soft_hit_k, whose gradient vanishes for targets no shift brings into the top k; full outer "
+       "softmax, outer_balance dro/uniform/none; trainer/meta_objective.py, METHOD.md 4c).", ("ce", "soft_hit")),
+    _k("soft_hit_k", "int", 10, "outer_objective soft_hit: the ranking cut-off k.", ">= 1"),
+    _k("soft_hit_temperature", "float", 1.0,
+       "outer_objective soft_hit: temperature T of the sigmoid, in logit units.", "> 0"),
     _k("meta_split", "str", "holdout",
        "holdout: a fixed share of training samples; next_batch: the next training batch.", ("holdout", "next_batch")),
     _k("meta_fraction", "float", 0.1, "holdout: share of training samples held out for the outer level.", "(0, 1)"),

@@ -78,8 +78,9 @@ class FairTrainer(PluginTrainerMixin, Trainer):
         method, cfg = self.method, self.config
         self.inner_balancer = Balancer(method.inner_balance, K, cfg, getattr(method, "inner_balance_key", "fair_method"))
         if self.outer is not None:
-            self.outer_balancer = Balancer(cfg["outer_balance"] or cfg["balance"], K, cfg,
-                                           "outer_balance" if cfg["outer_balance"] else "balance")
+            key = "outer_balance" if cfg["outer_balance"] else "balance"
+            self.outer_balancer = Balancer(cfg["outer_balance"] or cfg["balance"], K, cfg, key)
+            self.outer.objective.check_balancer(self.outer_balancer, key)
             self._inner_data, meta_data = split_meta(cfg, train_data)
             self._meta = Cycle(meta_data)
         else:

@@ -21,6 +21,7 @@ from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.llm import LossCall
 from recbole_bifair.trainer import distributed
 from recbole_bifair.trainer.hypergrad import get_hypergrad
+from recbole_bifair.trainer.meta_objective import MetaObjective
 from recbole_bifair.trainer.row_adam import RowwiseAdam
 from recbole_bifair.trainer.unroll import UNROLLS
 
@@ -88,6 +89,7 @@ class OuterLevel:
         self.r = config["hypergrad_r"]
         self.negatives = config["outer_negatives"]
         self.softmax = resolve_outer_softmax(config, model)
+        self.objective = MetaObjective(config, self.softmax)
         self.optimizer = self._build_optimizer(config, model)
 
     def _build_optimizer(self, config, model):
@@ -146,7 +148,7 @@ class OuterLevel:
         def outer_loss_fn(th, phi):
             # the meta loss is the one ranking sees: without the training-only group offsets
             seen = {**phi, OFFSET_NAME: torch.zeros_like(phi[OFFSET_NAME])} if OFFSET_NAME in phi else phi
-            out = losses_at(th, seen, meta)
+            out = self.objective.losses(losses_at(th, seen, meta))
             grouped = owner._group_losses(out, inner=False)
             if "w" not in outer_w:  # weights fixed at their first evaluation (they carry no gradient)
                 outer_w["w"] = owner.outer_balancer.weights(distributed.global_group_losses(grouped), out)
