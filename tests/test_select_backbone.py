@@ -126,3 +126,28 @@ def test_a_resumed_runs_row_counts_its_epochs_from_the_start(tmp_path):
     json.dump({**record, "first_epoch": 20, "epochs_trained": 9}, open(path, "w"))
     assert selection.row("X", path)["epochs"] == 29
     assert selection.row("Y", _result(tmp_path / "old.json", 0.1, 0.5))["epochs"] == 7  # written before first_epoch
+
+
+def test_the_no_harm_rule_needs_every_dataset_and_takes_the_lowest_mean_cv_ratio(tmp_path, monkeypatch):
+    # LLM-SASRec 0.100 / CV 1.0 on both datasets: admissible = CV <= 0.9 and NDCG@10 >= 0.095 on each.
+    # A: admissible, mean CV ratio 0.825. B: the fairest, but 0.094 on d2 (0.94x): out. C: admissible, 0.745.
+    # D: fine on d1, CV 0.95 on d2: out.
+    figures = {"LLM-SASRec": [(0.100, 1.0), (0.100, 1.0)], "A": [(0.096, 0.85), (0.097, 0.80)],
+               "B": [(0.100, 0.5), (0.094, 0.5)], "C": [(0.0955, 0.89), (0.099, 0.60)],
+               "D": [(0.100, 0.3), (0.100, 0.95)]}
+    runs = {(n, d): _result(tmp_path / f"{n}-{d}.json", *figures[n][i])
+            for n in figures for i, d in enumerate(("d1", "d2"))}
+    monkeypatch.setattr(selection, "finished_run", lambda name, dataset, *args, **kw: runs.get((name, dataset)))
+    chosen = script.main(["--rule=no-harm", "--dataset=d1,d2", "--profile=recipe", "--candidates=A,B,C,D",
+                          f"--out_dir={tmp_path}"])
+    assert chosen["name"] == "C" and chosen["mean cv ratio"] == pytest.approx((0.89 + 0.60) / 2)
+    text = (tmp_path / "select-no-harm-d1+d2.md").read_text()
+    assert "**Chosen: C**" in text and "--profile=recipe" in text
+    # without C and A nothing is admissible: the defaults stay
+    assert script.main(["--rule=no-harm", "--dataset=d1,d2", "--profile=recipe", "--candidates=B,D",
+                        f"--out_dir={tmp_path}"]) is None
+    # a dataset whose reference has not finished stops the rule
+    del runs[("LLM-SASRec", "d2")]
+    with pytest.raises(SystemExit, match=r"--profile=recipe --dataset=d2 .*LLM-SASRec \(seed 2020\)"):
+        script.main(["--rule=no-harm", "--dataset=d1,d2", "--profile=recipe", "--candidates=A",
+                     f"--out_dir={tmp_path}"])

@@ -16,6 +16,9 @@ MIN_GAIN = 0.02
 MAX_LOSS = 0.01
 #: METHOD.md 4a's screen of a BiFair variant against LLM-SASRec's post-hoc curve (seed 2020 points).
 FRONT_BETAS = "0.25,0.5,1.0,1.5,2.0"
+#: METHOD.md 4c: a candidate is admissible when on every dataset its validation CV is at most
+#: NO_HARM_CV x LLM-SASRec's and its validation NDCG@10 at least NO_HARM_NDCG x LLM-SASRec's.
+NO_HARM_CV, NO_HARM_NDCG = 0.9, 0.95
 #: ``select_backbone.py --rule``: (reference method, its row's name, the rule in words).
 RULES = {
     "backbone": ("SASRec", "SASRec (ID, reference)",
@@ -25,17 +28,21 @@ RULES = {
                f"against LLM-SASRec's validation figures, the lowest validation CV among the candidates with "
                f"validation NDCG@10 >= {ACCURACY_FLOOR}x LLM-SASRec's; if none, the most accurate among those with "
                f"validation CV <= {CV_TARGET}x LLM-SASRec's"),
+    "no-harm": ("LLM-SASRec", "LLM-SASRec (reference)",
+                f"over several datasets (METHOD.md 4c): admissible when on every dataset validation CV <= {NO_HARM_CV}x "
+                f"and validation NDCG@10 >= {NO_HARM_NDCG}x LLM-SASRec's; among the admissible, the lowest mean over "
+                f"the datasets of validation CV / LLM-SASRec's"),
     "posthoc-front": ("LLM-SASRec", "LLM-SASRec (front, posthoc_beta 0)",
                       "a candidate passes when no point of LLM-SASRec's post-hoc curve (LLM-SASRec and its "
                       "PostHoc points) has validation NDCG@10 at least and validation CV at most the candidate's"),
 }
 
 
-def finished_run(name, dataset, data_path, seed, workdir, archive_root):
-    """The result JSON of the finished converge run of ``name`` (a method or sweep point), or None."""
+def finished_run(name, dataset, data_path, seed, workdir, archive_root, profile="converge"):
+    """The result JSON of the finished ``profile`` run of ``name`` (a method or sweep point), or None."""
     method, extra = parse_method(name)
     try:
-        path, _ = runs.run_one(method, seed, "converge", workdir, 1, dataset, data_path, extra=extra or None,
+        path, _ = runs.run_one(method, seed, profile, workdir, 1, dataset, data_path, extra=extra or None,
                                label=name if extra else None, archive_root=archive_root, base_only=True)
     except RuntimeError:
         return None
@@ -112,6 +119,31 @@ def posthoc_front(rows, front):
     why += (" (`valid_cv_minus_curve`, for the record: the candidate's validation CV minus the interpolated "
             "curve's at its validation NDCG@10, benchmarks.lib.stats.curve_cv; below 0 beyond the curve)")
     return ({"name": ", ".join(r["name"] for r in passed)} if passed else None), why
+
+
+def select_no_harm(rows_by_dataset, reference_by_dataset):
+    """``(chosen row or None, why, table)``: METHOD.md 4c's rule over datasets. ``rows_by_dataset``:
+    ``{dataset: [candidate rows]}`` (the same names on each), ``reference_by_dataset``: ``{dataset:
+    LLM-SASRec's row}``. ``table``: one row per candidate with its ratios per dataset."""
+    datasets = list(rows_by_dataset)
+    names = [r["name"] for r in rows_by_dataset[datasets[0]]]
+    table = []
+    for name in names:
+        entry = {"name": name}
+        for d in datasets:
+            r = next(x for x in rows_by_dataset[d] if x["name"] == name)
+            ref = reference_by_dataset[d]
+            entry[f"{d} ndcg ratio"] = r["valid_ndcg@10"] / ref["valid_ndcg@10"]
+            entry[f"{d} cv ratio"] = r["valid_cv"] / ref["valid_cv"]
+        entry["admissible"] = all(entry[f"{d} cv ratio"] <= NO_HARM_CV and entry[f"{d} ndcg ratio"] >= NO_HARM_NDCG
+                                  for d in datasets)
+        entry["mean cv ratio"] = sum(entry[f"{d} cv ratio"] for d in datasets) / len(datasets)
+        table.append(entry)
+    admissible = [e for e in table if e["admissible"]]
+    if not admissible:
+        return None, "no candidate is admissible on every dataset: the defaults stay", table
+    chosen = min(admissible, key=lambda e: e["mean cv ratio"])
+    return chosen, f"the lowest mean CV ratio among {len(admissible)} admissible", table
 
 
 def apply_rule(rule, rows, reference):
