@@ -9,6 +9,7 @@ import platform
 from benchmarks.lib import runs
 from benchmarks.lib.paths import REPO
 from benchmarks.lib.protocol import BUDGETS, PROTOCOL, legacy_keys
+from recbole_bifair.fileio import write_json_atomic
 
 SEED = 2020
 PROFILE = "quick"
@@ -43,8 +44,7 @@ def write_protocol(search_dir, workdir, fixed):
                 "hypergrad": "first_order",
                 "llm_emb_dir": os.path.join(workdir, f"fairness-{PROFILE}", "embeddings"), **fixed}
     path = os.path.join(search_dir, "protocol.yaml")
-    with open(path, "w") as f:
-        json.dump(protocol, f)  # JSON is YAML
+    write_json_atomic(path, protocol)  # JSON is YAML; whole or not at all (Ray's trials read it)
     return path
 
 
