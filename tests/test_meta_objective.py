@@ -68,6 +68,13 @@ def test_a_run_with_soft_hit_learns_other_offsets_than_ce(setup):
     assert not torch.allclose(offsets["ce"], offsets["soft_hit"])
 
 
+def test_soft_hit_trains_on_prefix_samples_too(setup):
+    root, emb = setup  # the tiny runs above train sequence-level (the default): here one sample per prefix
+    result = run_bifair(model="BiFairSASRec", config_dict=bifair_config(
+        root, emb, meta_batch_size=32, outer_objective="soft_hit", train_mode="prefix"))
+    assert 0.0 <= result["training_log"][-1]["outer_loss"] <= 1.0
+
+
 @pytest.mark.parametrize("overrides,needle", [
     (dict(outer_objective="soft_hit", outer_balance="mgda"), "outer_balance"),
     (dict(outer_objective="soft_hit", outer_softmax="sampled"), "outer_softmax"),
