@@ -78,6 +78,8 @@ def test_soft_hit_trains_on_prefix_samples_too(setup):
 @pytest.mark.parametrize("overrides,needle", [
     (dict(outer_objective="soft_hit", outer_balance="mgda"), "outer_balance"),
     (dict(outer_objective="soft_hit", outer_softmax="sampled"), "outer_softmax"),
+    (dict(outer_objective="soft_hit", loss_type="BPR", train_neg_sample_args={"distribution": "uniform",
+                                                                             "sample_num": 1}), "loss_type"),
     (dict(outer_objective="top10"), "outer_objective"),
     (dict(outer_objective="soft_hit", soft_hit_k=0), "soft_hit_k"),
     (dict(outer_objective="soft_hit", soft_hit_temperature=0.0), "soft_hit_temperature"),

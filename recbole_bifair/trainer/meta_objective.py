@@ -19,9 +19,6 @@ import torch
 
 from recbole_bifair.errors import ConfigError
 
-OUTER_OBJECTIVES = ("ce", "soft_hit")
-
-
 def soft_miss(logits, targets, k, temperature):
     """``[N]`` ``sigmoid((z_(k) - z_y) / T)`` of ``logits [N, n_items]`` (column 0 = padding) and
     ``targets [N]``; ``z_(k)``: the k-th largest logit of row n over the columns ``1..`` other
@@ -39,26 +36,25 @@ def soft_miss(logits, targets, k, temperature):
 
 
 class MetaObjective:
-    """``outer_objective`` with its settings, checked once: ``losses(out)`` maps a ``TargetLosses``
-    of the meta batch to the per-target losses the outer level groups."""
+    """``outer_objective`` with its settings (their types and ranges are the schema's), checked
+    against the model once: ``losses(out)`` maps a ``TargetLosses`` of the meta batch to the
+    per-target losses the outer level groups."""
 
-    def __init__(self, config, softmax):
+    def __init__(self, config, softmax, model):
         self.name = config["outer_objective"] or "ce"
-        if self.name not in OUTER_OBJECTIVES:
-            raise ConfigError(f"outer_objective '{self.name}' is unknown; use one of {', '.join(OUTER_OBJECTIVES)}")
         self.k = config["soft_hit_k"]
         self.temperature = config["soft_hit_temperature"]
-        if self.name == "soft_hit":
-            if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-                raise ConfigError(f"soft_hit_k must be an integer >= 1, got {self.k!r}")
-            if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                    or not self.temperature > 0:
-                raise ConfigError(f"soft_hit_temperature must be a number > 0, got {self.temperature!r}")
-            if softmax == "sampled":
-                raise ConfigError("outer_objective: soft_hit ranks the meta targets against the whole catalog; "
-                                  "the sampled outer step (outer_softmax: sampled, or auto above "
-                                  "outer_sampled_min_items items) scores a sample of it: set outer_softmax: full "
-                                  "or outer_objective: ce")
+        if self.name != "soft_hit":
+            return
+        if model.loss_type != "CE":
+            raise ConfigError(f"outer_objective: soft_hit ranks the meta targets by their logits, which a "
+                              f"{model.loss_type}-trained backbone does not compute: set loss_type: CE or "
+                              f"outer_objective: ce")
+        if softmax == "sampled":
+            raise ConfigError("outer_objective: soft_hit ranks the meta targets against the whole catalog; "
+                              "the sampled outer step (outer_softmax: sampled, or auto above "
+                              "outer_sampled_min_items items) scores a sample of it: set outer_softmax: full "
+                              "or outer_objective: ce")
 
     def check_balancer(self, balancer, key):
         """mgda's closed-form Gram is the CE's (it differentiates the logits' softmax): refuse it."""
@@ -69,7 +65,4 @@ class MetaObjective:
     def losses(self, out):
         if self.name == "ce":
             return out
-        if out.logits is None:
-            raise ConfigError("outer_objective: soft_hit needs the meta batch's full logits (a CE-trained "
-                              "backbone with the full outer softmax); set outer_objective: ce")
         return dataclasses.replace(out, losses=soft_miss(out.logits, out.targets, self.k, self.temperature))

@@ -89,7 +89,7 @@ class OuterLevel:
         self.r = config["hypergrad_r"]
         self.negatives = config["outer_negatives"]
         self.softmax = resolve_outer_softmax(config, model)
-        self.objective = MetaObjective(config, self.softmax)
+        self.objective = MetaObjective(config, self.softmax, model)
         self.optimizer = self._build_optimizer(config, model)
 
     def _build_optimizer(self, config, model):
