@@ -151,3 +151,51 @@ def test_the_no_harm_rule_needs_every_dataset_and_takes_the_lowest_mean_cv_ratio
     with pytest.raises(SystemExit, match=r"--profile=recipe --dataset=d2 .*LLM-SASRec \(seed 2020\)"):
         script.main(["--rule=no-harm", "--dataset=d1,d2", "--profile=recipe", "--candidates=A",
                      f"--out_dir={tmp_path}"])
+
+
+def test_refinement_matters_only_when_every_seed_moves_the_same_way_past_the_bound():
+    def rows(*pairs):
+        return [{"valid_ndcg@10": n, "valid_cv": c} for n, c in pairs]
+
+    frozen = rows((0.100, 1.0), (0.100, 1.0))
+    # +2% and +3% NDCG@10 in both seeds: matters, by NDCG@10 alone (CV unchanged)
+    effect = selection.refinement_effect(rows((0.102, 1.0), (0.103, 1.0)), frozen)
+    assert effect["matters"] and effect["by"] == ["ndcg change"]
+    assert effect["ndcg change"] == pytest.approx([0.02, 0.03])
+    # CV -6% and -5.5%: matters by CV; NDCG@10 +3% then -3% is no direction
+    effect = selection.refinement_effect(rows((0.103, 0.94), (0.097, 0.945)), frozen)
+    assert effect["by"] == ["cv change"]
+    # CV -6% in one seed and +3% in the other, NDCG@10 within 1%: no measurable effect
+    effect = selection.refinement_effect(rows((0.101, 0.94), (0.099, 1.03)), frozen)
+    assert not effect["matters"] and effect["by"] == []
+    # one seed past the bound and one short of it (-6%, -4%): not in every seed
+    assert not selection.refinement_effect(rows((0.1, 0.94), (0.1, 0.96)), frozen)["matters"]
+    with pytest.raises(ValueError, match="one refined and one frozen row per seed"):
+        selection.refinement_effect(rows((0.1, 1.0)), frozen)
+
+
+def test_the_e_refinement_report_reads_drift_and_probe_from_each_run(tmp_path, monkeypatch):
+    from benchmarks import e_refinement
+
+    def result(name, ndcg, cv, drift, probe_cv):
+        path = _result(tmp_path / f"{name}.json", ndcg, cv)
+        with open(path) as f:
+            r = json.load(f)
+        r["training_log"] = [{"E_drift_relative": 0.0}, {"E_drift_relative": drift}]
+        r["prior_probe"] = {"E0": {"ndcg@10": 0.01, "ndcgcv@10": 0.5}, "E": {"ndcg@10": 0.011, "ndcgcv@10": probe_cv}}
+        with open(path, "w") as f:
+            json.dump(r, f)
+        return path
+
+    runs = {("F", 2020): result("f0", 0.100, 1.0, 0.0, 0.5), ("F", 2021): result("f1", 0.100, 1.0, 0.0, 0.5),
+            ("R", 2020): result("r0", 0.100, 0.90, 0.0025, 0.45), ("R", 2021): result("r1", 0.101, 0.92, 0.003, 0.44)}
+    monkeypatch.setattr(selection, "finished_run",
+                        lambda name, dataset, data_path, seed, *args, **kw: runs.get((name, seed)))
+    effects = e_refinement.main(["--dataset=d1", "--frozen=F", "--candidates=R", f"--out_dir={tmp_path}"])
+    assert effects[0]["matters"] == "yes (cv change)"  # CV -10% and -8%
+    assert effects[0]["CV change, seed 2021"] == pytest.approx(-0.08)
+    text = (tmp_path / "e-refinement-d1.md").read_text()
+    lines = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| d1")]
+    assert [line[1:3] for line in lines[1:]] == [["F", "2020"], ["F", "2021"], ["R", "2020"], ["R", "2021"]]
+    # the last epoch's drift in percent, and the probe of the refined table
+    assert "0.2500" in text and "0.3000" in text and "0.4400" in text

@@ -19,6 +19,10 @@ FRONT_BETAS = "0.25,0.5,1.0,1.5,2.0"
 #: METHOD.md 4c: a candidate is admissible when on every dataset its validation CV is at most
 #: NO_HARM_CV x LLM-SASRec's and its validation NDCG@10 at least NO_HARM_NDCG x LLM-SASRec's.
 NO_HARM_CV, NO_HARM_NDCG = 0.9, 0.95
+#: METHOD.md 4d: refining E *matters* on a dataset when, in every seed, the defaults' validation
+#: NDCG@10 differs from the run with E frozen by at least MATTERS_NDCG (relative) in the same
+#: direction, or their validation CV by at least MATTERS_CV.
+MATTERS_NDCG, MATTERS_CV = 0.02, 0.05
 #: ``select_backbone.py --rule``: (reference method, its row's name, the rule in words).
 RULES = {
     "backbone": ("SASRec", "SASRec (ID, reference)",
@@ -144,6 +148,25 @@ def select_no_harm(rows_by_dataset, reference_by_dataset):
         return None, "no candidate is admissible on every dataset: the defaults stay", table
     chosen = min(admissible, key=lambda e: e["mean cv ratio"])
     return chosen, f"the lowest mean CV ratio among {len(admissible)} admissible", table
+
+
+def refinement_effect(refined, frozen):
+    """METHOD.md 4d's part A on one dataset: ``refined`` and ``frozen`` are ``row``s of the same
+    seeds, in the same order. Returns ``{"ndcg change": [...], "cv change": [...], "matters": bool,
+    "by": the figures that moved}``, the changes relative (refined / frozen - 1) per seed."""
+    if not refined or len(refined) != len(frozen):
+        raise ValueError("refinement_effect needs one refined and one frozen row per seed")
+    out = {"ndcg change": [r["valid_ndcg@10"] / f["valid_ndcg@10"] - 1 for r, f in zip(refined, frozen)],
+           "cv change": [r["valid_cv"] / f["valid_cv"] - 1 for r, f in zip(refined, frozen)]}
+
+    def moved(changes, bound):
+        # "at least": a change on the bound counts (1e-12 absorbs the float error of the ratio)
+        return all(abs(c) >= bound - 1e-12 for c in changes) and (all(c > 0 for c in changes) or all(c < 0 for c in changes))
+
+    out["by"] = [k for k, bound in (("ndcg change", MATTERS_NDCG), ("cv change", MATTERS_CV))
+                 if moved(out[k], bound)]
+    out["matters"] = bool(out["by"])
+    return out
 
 
 def apply_rule(rule, rows, reference):
