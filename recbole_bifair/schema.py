@@ -201,7 +201,7 @@ SECTIONS = PLUGIN_SECTIONS + (RECBOLE,)
 #: key's default when it was added). A run that did not record such a key is the run with this
 #: value, whatever the key's default later becomes (benchmarks/lib/cache.py).
 ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0, "valid_window": 1, "outer_objective": "ce",
-              "soft_hit_k": 10, "soft_hit_temperature": 1.0}
+              "soft_hit_k": 10, "soft_hit_temperature": 1.0, "llm_emb_erase": "none"}
 #: keys that no longer exist, and what replaces them (a config that still sets one stops with this)
 REMOVED_KEYS = {
     "bifair": "the model and fair_method: write model: LLMSASRec (or fair_method: none) for the LLM-enhanced "
@@ -281,6 +281,10 @@ _ENTRIES = _keys(
        "Conditioning of the LLM table E0 when the model is built (E and its anchor E0 then live in that space): "
        "none, center, standardize or whiten (PCA whitening, all dimensions kept); statistics over the real items.",
        ("none", "center", "standardize", "whiten")),
+    _k("llm_emb_erase", "str", "none",
+       "After llm_emb_transform: popularity erases from E0 the linear information on each item's training "
+       "popularity log(1 + n_i) (LEACE, one direction; METHOD.md 3f), so that the projector cannot read "
+       "popularity off the text linearly; none: as conditioned.", ("none", "popularity")),
     _k("projector_dropout", "float", 0.1, "Dropout rate of P (where: projector_dropout_on).", "[0, 1)"),
     _k("projector_dropout_on", "str", "hidden",
        "hidden: between P's layers, so it also hits the item table scored against; input: only on the item "

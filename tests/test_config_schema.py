@@ -86,7 +86,7 @@ def test_choices_are_the_ones_the_code_accepts():
     from recbole_bifair.fairness.groups import KINDS, LONG_TAIL_RULES, MULTI_VALUE, SPLITS
     from recbole_bifair.methods.bifair import GROUP_OFFSETS
     from recbole_bifair.model.llm import ID_INITS, SCORES, SOFTMAXES
-    from recbole_bifair.model.llm_item_table import ACTIVATIONS, DROPOUT_PLACES, ID_FUSIONS, TRANSFORMS
+    from recbole_bifair.model.llm_item_table import ACTIVATIONS, DROPOUT_PLACES, ERASURES, ID_FUSIONS, TRANSFORMS
     from recbole_bifair.methods.score_offsets import OFFSET_BASES
     from recbole_bifair.model.sasrec_layout import NORMS
     from recbole_bifair.trainer.group_loop import LEVEL_BALANCES as BALANCE_MODES
@@ -96,6 +96,7 @@ def test_choices_are_the_ones_the_code_accepts():
 
     code = {
         "train_mode": TRAIN_MODES, "projector_activation": ACTIVATIONS, "llm_emb_transform": TRANSFORMS,
+        "llm_emb_erase": ERASURES,
         "projector_dropout_on": DROPOUT_PLACES, "id_fusion": ID_FUSIONS, "id_init": ID_INITS,
         "train_softmax": SOFTMAXES, "score": SCORES, "balance": BALANCE_MODES, "inner_balance": BALANCE_MODES,
         "outer_balance": BALANCE_MODES, "hypergrad": HYPERGRADS, "hypergrad_unroll": UNROLLS,

@@ -11,7 +11,7 @@ from recbole_bifair.data.sequence import TARGETS, SequenceTrainDataLoader
 from recbole_bifair.embedding.feature_file import read_metadata
 from recbole_bifair.errors import ConfigError
 from recbole_bifair.model.all_positions import all_position_output
-from recbole_bifair.model.llm_item_table import condition_llm_table, pca_rows
+from recbole_bifair.model.llm_item_table import condition_llm_table, erase_popularity, pca_rows
 from recbole_bifair.quick_start import build_config, load_data_and_model, prepare_run, run_bifair
 from recbole_bifair.trainer.group_loop import _gram_by_autograd, group_means, shared_gram
 from tests.bifair_fixtures import EMB_DIM, bifair_config, bifair_setup
@@ -98,6 +98,83 @@ def test_pca_rows_equal_numpys_svd_projection_up_to_sign():
         np.testing.assert_allclose(got[1:, j], sign * expected[:, j], atol=1e-4)
     with pytest.raises(ConfigError, match="id_init: pca"):
         pca_rows(torch.tensor(X), EMB_DIM + 1)
+
+
+def _counts(n, seed=1):
+    rng = np.random.default_rng(seed)
+    counts = rng.geometric(0.05, size=n)  # skewed, as training popularity is
+    counts[0] = 0
+    return counts
+
+
+def test_erasing_popularity_leaves_no_linear_information_on_it():
+    X = _table()
+    counts = _counts(X.shape[0])
+    z = np.log1p(counts[1:].astype(float))
+    before = X[1:] - X[1:].mean(0)
+    # the table carries popularity: a least-squares fit of z on the rows explains part of it
+    def r2(rows):
+        A = np.c_[rows, np.ones(len(rows))]
+        coef, *_ = np.linalg.lstsq(A, z, rcond=1e-6)  # not the float32 rounding left in the erased direction
+        return 1 - ((z - A @ coef) ** 2).sum() / ((z - z.mean()) ** 2).sum()
+    assert r2(X[1:]) > 0.3
+    out = erase_popularity(torch.tensor(X), counts).double().numpy()
+    assert (out[0] == 0).all() and out.shape == X.shape
+    # no coordinate (so no linear function) of the rows covaries with z any more, and no fit explains it
+    cov = (out[1:] - out[1:].mean(0)).T @ (z - z.mean()) / len(z)
+    np.testing.assert_allclose(cov, 0.0, atol=1e-4 * np.abs(before.T @ (z - z.mean()) / len(z)).max())
+    assert r2(out[1:]) < 1e-6
+    # one direction removed: the change has rank 1 and lies along Cov(X, z)
+    change = out[1:] - X[1:]
+    s = np.linalg.svd(change, compute_uv=False)
+    assert s[1] < 1e-4 * s[0]
+    c = before.T @ (z - z.mean()) / len(z)
+    _, _, vt = np.linalg.svd(change)
+    assert abs(abs(vt[0] @ c) / np.linalg.norm(c) - 1) < 1e-4
+    # the change is LEACE's: the smallest mean squared change among the erasers x -> x - c w^T (x - mean)
+    # with Cov = 0; any other w with w^T Cov(X, z) = 1 moves the rows further
+    S = before.T @ before / len(z)
+    w = np.linalg.pinv(S) @ c / (c @ np.linalg.pinv(S) @ c)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        other = w + rng.normal(size=w.shape) * 0.1
+        other = other / (other @ c) * (w @ c)
+        assert (np.outer(before @ other, c) ** 2).sum() >= (np.outer(before @ w, c) ** 2).sum() - 1e-9
+    np.testing.assert_allclose(change, -np.outer(before @ w, c), atol=1e-4)
+
+
+def test_erasing_is_a_no_op_without_popularity_information_and_for_none():
+    X = _table()
+    flat = np.zeros(X.shape[0], dtype=np.int64)
+    flat[1:] = 7  # every item as popular as the others: nothing to erase
+    np.testing.assert_allclose(erase_popularity(torch.tensor(X), flat).double().numpy()[1:], X[1:], rtol=1e-6)
+    counts = _counts(X.shape[0])
+    np.testing.assert_allclose(erase_popularity(torch.tensor(X), counts, "none").double().numpy()[1:], X[1:],
+                               rtol=1e-6)
+    # fewer items than dimensions: the pseudo-inverse handles the rank-deficient covariance
+    small = _table(n=7)
+    out = erase_popularity(torch.tensor(small), _counts(7)).double().numpy()
+    z = np.log1p(_counts(7)[1:].astype(float))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose((out[1:] - out[1:].mean(0)).T @ (z - z.mean()), 0.0, atol=1e-3)
+    with pytest.raises(ConfigError, match="llm_emb_erase 'gender' is unknown"):
+        erase_popularity(torch.tensor(X), counts, "gender")
+
+
+def test_the_model_erases_popularity_from_the_training_counts(setup):
+    from recbole_bifair.fairness.groups import item_train_counts
+
+    _, dataset, data, net, _ = _build(setup, llm_emb_erase="popularity")
+    counts = item_train_counts(data[0]._dataset)  # the training split's, as the model counts
+    raw = _raw_table(setup[1], dataset)
+    expected = erase_popularity(torch.tensor(raw), counts).double().numpy()
+    table = net.item_table
+    np.testing.assert_allclose(table.E0.double().numpy(), expected, atol=1e-5)
+    z = np.log1p(counts[1:].astype(float))
+    E0 = table.E0[1:].double().numpy()
+    np.testing.assert_allclose((E0 - E0.mean(0)).T @ (z - z.mean()) / len(z), 0.0, atol=1e-5)
+    _, _, _, plain, _ = _build(setup)
+    assert not torch.allclose(plain.item_table.E0, table.E0)  # the fixture's table does carry popularity
 
 
 # ----- the model: E0 conditioned, projector, ID view -------------------------------------------------
@@ -335,6 +412,7 @@ def test_bifair_sasrec_with_every_option_trains_moves_E_and_reloads(setup):
     assert set(result["prior_probe"]) == {"E0", "E"}
     # the exported E lives in the whitened space, and its metadata says so
     assert read_metadata(result["llm_emb_export"])["llm_emb_transform"] == "whiten"
+    assert read_metadata(result["llm_emb_export"])["llm_emb_erase"] == "none"
     assert result["training_log"][-1]["E_drift"] > 0
     assert np.isfinite(result["test_result"]["ndcg@10"])
     checkpoint = load_checkpoint(result["checkpoint"])

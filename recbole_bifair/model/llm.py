@@ -38,7 +38,7 @@ from recbole_bifair.model.all_positions import scored_positions
 from recbole_bifair.model.full_softmax import full_softmax_ce
 from recbole_bifair.model.padding import resolve_trim
 from recbole_bifair.model.llm_item_table import (
-    ProjectedItemTable, build_projector, condition_llm_table, pca_rows, rescale_output,
+    ProjectedItemTable, build_projector, condition_llm_table, erase_popularity, pca_rows, rescale_output,
 )
 
 SCORES = ("dot", "cosine")
@@ -119,13 +119,14 @@ class LLMModel:
         init_std = config["initializer_range"] or 0.02
         self.method = build_method(config)
         raw = self._load_llm_table(config, dataset)
+        train_counts = torch.as_tensor(item_train_counts(dataset), dtype=torch.long)
         E0 = condition_llm_table(raw, self.llm_emb_transform)
+        E0 = erase_popularity(E0, train_counts, self.llm_emb_erase)
         dropout = config["projector_dropout"] or 0.0
         dropout_on = config["projector_dropout_on"] or "hidden"
         projector = self._projector(config, E0, out_dim, dropout, dropout_on)
         id_fusion = config["id_fusion"] or "none"
         id_weight = self._id_view(config, raw, out_dim, init_std) if id_fusion != "none" else None
-        train_counts = torch.as_tensor(item_train_counts(dataset), dtype=torch.long)
         self.item_embedding = ProjectedItemTable(
             E0, projector, out_dim, extra_rows=self.extra_item_rows,
             id_fusion=id_fusion, train_E=self.method.refines_table, id_weight=id_weight,
@@ -179,6 +180,7 @@ class LLMModel:
                 f"llm_emb_file gives {raw.shape[0]} rows for {self.n_items} items of dataset '{config['dataset']}'"
             )
         self.llm_emb_transform = config["llm_emb_transform"] or "none"
+        self.llm_emb_erase = config["llm_emb_erase"] or "none"
         return raw
 
     def _projector(self, config, E0, out_dim, dropout, dropout_on):

@@ -19,6 +19,7 @@ from recbole_bifair.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU, "identity": nn.Identity}
 TRANSFORMS = ("none", "center", "standardize", "whiten")
+ERASURES = ("none", "popularity")
 DROPOUT_PLACES = ("hidden", "input")
 ID_FUSIONS = ("none", "sum", "concat", "residual")
 # Singular values below this share of the largest are rank deficiency (fewer items than LLM
@@ -73,6 +74,37 @@ def condition_llm_table(E0, mode):
         # X_c V / (s / sqrt(m)) = U sqrt(m): unit population variance along every kept axis
         out[:, : int(keep.sum())] = U[:, keep] * m ** 0.5
     E0[1:] = out.float()
+    return E0
+
+
+def erase_popularity(E0, train_counts, mode="popularity"):
+    """``E0`` with the linear information on training popularity erased (``llm_emb_erase``,
+    METHOD.md 3f), row 0 kept at 0; ``mode`` ``none`` returns it unchanged.
+
+    The concept is ``z_i = log(1 + n_i)`` for item ``i``'s ``n_i`` training interactions, over the
+    real rows. LEACE (Belrose et al., NeurIPS 2023) for one scalar concept: with ``c = Cov(X, z)`` and
+    ``S`` the covariance of the rows ``X``, ``X' = X - c (c^T S^+ (X - mean)) / (c^T S^+ c)``, the
+    smallest change (in the mean squared sense) after which no linear function of a row correlates
+    with ``z``: ``Cov(X', z) = 0``. One direction of the table is removed; everything orthogonal to it
+    in the ``S^+`` metric is kept. A table without popularity information (``c = 0``) is unchanged."""
+    _choice("llm_emb_erase", mode, ERASURES)
+    E0 = E0.detach().float().clone()
+    E0[0] = 0.0
+    if mode == "none":
+        return E0
+    X = E0[1:].double()
+    z = torch.log1p(torch.as_tensor(train_counts, dtype=torch.float64)[1:])
+    if z.shape[0] != X.shape[0]:
+        raise ConfigError(f"llm_emb_erase: {X.shape[0]} item rows but {z.shape[0]} training counts")
+    Xc = X - X.mean(0, keepdim=True)
+    c = Xc.T @ (z - z.mean()) / X.shape[0]
+    # S^+ c by least squares on the centred rows (S = Xc^T Xc / m): the minimum-norm solution is the
+    # pseudo-inverse's, so a rank-deficient table (fewer items than dimensions) needs no special case
+    u = torch.linalg.lstsq(Xc.T @ Xc / X.shape[0], c.unsqueeze(1), rcond=None, driver="gelsd").solution.squeeze(1)
+    denom = c @ u
+    if not torch.isfinite(denom) or denom <= 0:  # c = 0: nothing to erase
+        return E0
+    E0[1:] = (X - torch.outer(Xc @ u, c) / denom).float()
     return E0
 
 
