@@ -20,6 +20,8 @@ each of ``--seeds`` under the ``--profile`` budget (default ``converge``) have f
   validation NDCG@10 at least 0.95x LLM-SASRec's (finished on each); among the admissible, the
   lowest mean over the datasets of validation CV / LLM-SASRec's. Writes
   ``select-no-harm-<d1>+<d2>....md``.
+- ``--rule=erase`` (METHOD.md 3f): the same over datasets with the erasure screen's bounds, validation
+  CV at most 1.0x and validation NDCG@10 at least 0.98x LLM-SASRec's; ``select-erase-<d1>+<d2>....md``.
 - ``--rule=posthoc-front`` (``beyond_front``, a screen of METHOD.md 4a): a candidate passes when
   no point of LLM-SASRec's post-hoc curve (LLM-SASRec itself and ``PostHoc[posthoc_beta=b]`` for
   each b of ``--front_betas``, all finished for the same seeds) has validation NDCG@10 at least and
@@ -46,7 +48,7 @@ from benchmarks.lib.protocol import BUDGETS, PROFILES, work_folder  # noqa: E402
 def parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rule", choices=sorted(selection.RULES), default="backbone")
-    p.add_argument("--dataset", required=True, help="--rule=no-harm: comma-separated datasets")
+    p.add_argument("--dataset", required=True, help="--rule=no-harm or erase: comma-separated datasets")
     p.add_argument("--profile", default="converge", choices=sorted(PROFILES),
                    help="the fairness benchmark's profile of the runs")
     p.add_argument("--data_path", default=DEFAULT_DATA_PATH)
@@ -90,7 +92,7 @@ def _paths(args, dataset, names, seeds, required):
 
 
 def main_no_harm(args, names, seeds):
-    """``--rule=no-harm``: METHOD.md 4c's rule over the datasets of ``--dataset``."""
+    """``--rule=no-harm`` (METHOD.md 4c) or ``erase`` (3f): the rule over the datasets of ``--dataset``."""
     import pandas as pd
 
     from recbole_bifair.fileio import write_text_atomic
@@ -102,7 +104,7 @@ def main_no_harm(args, names, seeds):
         paths = _paths(args, d, [reference_name] + names, seeds, [reference_name] + names)
         rows[d] = [selection.mean_row(n, paths[n]) for n in names]
         reference[d] = selection.mean_row(reference_label, paths[reference_name])
-    chosen, why, table = selection.select_no_harm(rows, reference)
+    chosen, why, table = selection.select_no_harm(rows, reference, selection.MULTI_DATASET_BOUNDS[args.rule])
     frames = [pd.DataFrame(table)] + [pd.DataFrame([reference[d]] + rows[d]).assign(dataset=d) for d in datasets]
     text = (header(args, rule_text, chosen, why) + "\n\n" + frames[0].to_markdown(index=False, floatfmt=".3f")
             + "\n\nValidation and test figures per dataset (test for the record only):\n\n"
@@ -118,7 +120,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     names = [c.strip() for c in args.candidates.split(",") if c.strip()]
     seeds = [int(x) for x in args.seeds.split(",")]
-    if args.rule == "no-harm":
+    if args.rule in selection.MULTI_DATASET_BOUNDS:
         return main_no_harm(args, names, seeds)
     reference_name, reference_label, rule_text = selection.RULES[args.rule]
     front = ([f"PostHoc[posthoc_beta={b.strip()}]" for b in args.front_betas.split(",") if b.strip()]

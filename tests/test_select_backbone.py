@@ -199,3 +199,21 @@ def test_the_e_refinement_report_reads_drift_and_probe_from_each_run(tmp_path, m
     assert [line[1:3] for line in lines[1:]] == [["F", "2020"], ["F", "2021"], ["R", "2020"], ["R", "2021"]]
     # the last epoch's drift in percent, and the probe of the refined table
     assert "0.2500" in text and "0.3000" in text and "0.4400" in text
+
+
+def test_the_erase_rule_has_its_own_bounds(tmp_path, monkeypatch):
+    # LLM-SASRec 0.100 / CV 1.0 on both: pass = CV <= 1.0 and NDCG@10 >= 0.098 on each.
+    # E: 0.0985 and CV exactly 1.0 on d1, fairer and better on d2: passes (inadmissible under no-harm's 0.9).
+    # F: CV 1.01 on d2: out. G: 0.0975 on d1: out.
+    figures = {"LLM-SASRec": [(0.100, 1.0), (0.100, 1.0)], "E": [(0.0985, 1.0), (0.102, 0.95)],
+               "F": [(0.105, 0.5), (0.105, 1.01)], "G": [(0.0975, 0.5), (0.105, 0.5)]}
+    runs = {(n, d): _result(tmp_path / f"{n}-{d}.json", *figures[n][i])
+            for n in figures for i, d in enumerate(("d1", "d2"))}
+    monkeypatch.setattr(selection, "finished_run", lambda name, dataset, *args, **kw: runs.get((name, dataset)))
+    chosen = script.main(["--rule=erase", "--dataset=d1,d2", "--profile=recipe", "--candidates=E,F,G",
+                          f"--out_dir={tmp_path}"])
+    assert chosen["name"] == "E"
+    assert "**Chosen: E**" in (tmp_path / "select-erase-d1+d2.md").read_text()
+    # under no-harm's bounds (CV <= 0.9x, NDCG@10 >= 0.95x) E is out and G, 0.975x on d1, is in
+    assert script.main(["--rule=no-harm", "--dataset=d1,d2", "--profile=recipe", "--candidates=E,F,G",
+                        f"--out_dir={tmp_path}"])["name"] == "G"

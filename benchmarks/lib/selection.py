@@ -19,6 +19,11 @@ FRONT_BETAS = "0.25,0.5,1.0,1.5,2.0"
 #: METHOD.md 4c: a candidate is admissible when on every dataset its validation CV is at most
 #: NO_HARM_CV x LLM-SASRec's and its validation NDCG@10 at least NO_HARM_NDCG x LLM-SASRec's.
 NO_HARM_CV, NO_HARM_NDCG = 0.9, 0.95
+#: METHOD.md 3f: the erasure screen's bounds for the LLM-enhanced backbone (same shape, its own bounds):
+#: validation CV at most LLM-SASRec's and validation NDCG@10 at least 0.98x, on every dataset.
+ERASE_CV, ERASE_NDCG = 1.0, 0.98
+#: the multi-dataset rules: their (CV bound, NDCG@10 bound) against LLM-SASRec
+MULTI_DATASET_BOUNDS = {"no-harm": (NO_HARM_CV, NO_HARM_NDCG), "erase": (ERASE_CV, ERASE_NDCG)}
 #: METHOD.md 4d: refining E *matters* on a dataset when, in every seed, the defaults' validation
 #: NDCG@10 differs from the run with E frozen by at least MATTERS_NDCG (relative) in the same
 #: direction, or their validation CV by at least MATTERS_CV.
@@ -36,6 +41,9 @@ RULES = {
                 f"over several datasets (METHOD.md 4c): admissible when on every dataset validation CV <= {NO_HARM_CV}x "
                 f"and validation NDCG@10 >= {NO_HARM_NDCG}x LLM-SASRec's; among the admissible, the lowest mean over "
                 f"the datasets of validation CV / LLM-SASRec's"),
+    "erase": ("LLM-SASRec", "LLM-SASRec (reference)",
+              f"over several datasets (METHOD.md 3f): passes when on every dataset validation CV <= {ERASE_CV}x and "
+              f"validation NDCG@10 >= {ERASE_NDCG}x LLM-SASRec's; among the passing, the lowest mean CV ratio"),
     "posthoc-front": ("LLM-SASRec", "LLM-SASRec (front, posthoc_beta 0)",
                       "a candidate passes when no point of LLM-SASRec's post-hoc curve (LLM-SASRec and its "
                       "PostHoc points) has validation NDCG@10 at least and validation CV at most the candidate's"),
@@ -125,10 +133,12 @@ def posthoc_front(rows, front):
     return ({"name": ", ".join(r["name"] for r in passed)} if passed else None), why
 
 
-def select_no_harm(rows_by_dataset, reference_by_dataset):
-    """``(chosen row or None, why, table)``: METHOD.md 4c's rule over datasets. ``rows_by_dataset``:
+def select_no_harm(rows_by_dataset, reference_by_dataset, bounds=(NO_HARM_CV, NO_HARM_NDCG)):
+    """``(chosen row or None, why, table)``: METHOD.md 4c's rule over datasets (``bounds``: the CV
+    and NDCG@10 ratio bounds; 3f's erasure screen uses ``ERASE_CV, ERASE_NDCG``). ``rows_by_dataset``:
     ``{dataset: [candidate rows]}`` (the same names on each), ``reference_by_dataset``: ``{dataset:
     LLM-SASRec's row}``. ``table``: one row per candidate with its ratios per dataset."""
+    cv_bound, ndcg_bound = bounds
     datasets = list(rows_by_dataset)
     names = [r["name"] for r in rows_by_dataset[datasets[0]]]
     table = []
@@ -139,7 +149,7 @@ def select_no_harm(rows_by_dataset, reference_by_dataset):
             ref = reference_by_dataset[d]
             entry[f"{d} ndcg ratio"] = r["valid_ndcg@10"] / ref["valid_ndcg@10"]
             entry[f"{d} cv ratio"] = r["valid_cv"] / ref["valid_cv"]
-        entry["admissible"] = all(entry[f"{d} cv ratio"] <= NO_HARM_CV and entry[f"{d} ndcg ratio"] >= NO_HARM_NDCG
+        entry["admissible"] = all(entry[f"{d} cv ratio"] <= cv_bound and entry[f"{d} ndcg ratio"] >= ndcg_bound
                                   for d in datasets)
         entry["mean cv ratio"] = sum(entry[f"{d} cv ratio"] for d in datasets) / len(datasets)
         table.append(entry)
