@@ -4,9 +4,10 @@
 with item ids gives rows of ``V`` and ``.weight`` gives the whole ``V``. Backbones therefore run
 unchanged, for input sequences and output scores alike.
 
-The conditioning of the LLM table (``llm_emb_transform``) and the ID view's PCA initialisation
-(``id_init: pca``) are pure functions of the table here, computed over the real item rows only:
-row 0 is padding, zero in and out.
+The conditioning of the LLM table (``llm_emb_transform``), the erasure of its popularity
+information (``llm_emb_erase``) and the ID view's PCA initialisation (``id_init: pca``) are pure
+functions of the table here, computed over the real item rows only: row 0 is padding, zero in and
+out.
 """
 
 import contextlib
