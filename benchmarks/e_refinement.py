@@ -28,7 +28,6 @@ if not __package__:  # run by path: see benchmarks/_path.py
 from benchmarks.lib import selection  # noqa: E402
 from benchmarks.lib.paths import ARCHIVE, DEFAULT_DATA_PATH, WORK  # noqa: E402
 from benchmarks.lib.protocol import PROFILES  # noqa: E402
-from benchmarks.select_backbone import _paths  # noqa: E402
 
 
 def parser():
@@ -71,7 +70,7 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(",")]
     effects, runs = [], []
     for d in datasets:
-        paths = _paths(args, d, [args.frozen] + names, seeds, [args.frozen] + names)
+        paths = selection.finished_paths(args, d, [args.frozen] + names, seeds, [args.frozen] + names)
         effect = selection.refinement_effect([selection.row(names[0], p) for p in paths[names[0]]],
                                              [selection.row(args.frozen, p) for p in paths[args.frozen]])
         effects.append({"dataset": d, **{f"NDCG change, seed {s}": c for s, c in zip(seeds, effect["ndcg change"])},

@@ -35,14 +35,13 @@ Test columns are printed for the record only. Writes
 import argparse
 import datetime
 import os
-import sys
 
 if not __package__:  # run by path: see benchmarks/_path.py
     import _path  # noqa: F401
 
 from benchmarks.lib import selection  # noqa: E402
 from benchmarks.lib.paths import ARCHIVE, DEFAULT_DATA_PATH, RESULTS, WORK  # noqa: E402
-from benchmarks.lib.protocol import BUDGETS, PROFILES, work_folder  # noqa: E402
+from benchmarks.lib.protocol import BUDGETS, PROFILES  # noqa: E402
 
 
 def parser():
@@ -78,19 +77,6 @@ def header(args, rule_text, chosen, why):
             "Test columns are for the record only.")
 
 
-def _paths(args, dataset, names, seeds, required):
-    """``{name: [result path or None per seed]}``; exits naming the unfinished runs of ``required``."""
-    workdir = work_folder(args.workdir, dataset, args.profile)
-    paths = {n: [selection.finished_run(n, dataset, args.data_path, seed, workdir, args.archive or None,
-                                        args.profile)
-                 for seed in seeds] for n in names}
-    missing = [f"{n} (seed {seed})" for n in required for seed, p in zip(seeds, paths[n]) if p is None]
-    if missing:
-        sys.exit(f"not finished (run them with benchmarks/fairness.py --profile={args.profile} --dataset={dataset} "
-                 f"--seeds={args.seeds}): " + ", ".join(missing))
-    return paths
-
-
 def main_no_harm(args, names, seeds):
     """``--rule=no-harm`` (METHOD.md 4c) or ``erase`` (3f): the rule over the datasets of ``--dataset``."""
     import pandas as pd
@@ -101,7 +87,7 @@ def main_no_harm(args, names, seeds):
     datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
     rows, reference = {}, {}
     for d in datasets:
-        paths = _paths(args, d, [reference_name] + names, seeds, [reference_name] + names)
+        paths = selection.finished_paths(args, d, [reference_name] + names, seeds, [reference_name] + names)
         rows[d] = [selection.mean_row(n, paths[n]) for n in names]
         reference[d] = selection.mean_row(reference_label, paths[reference_name])
     chosen, why, table = selection.select_no_harm(rows, reference, selection.MULTI_DATASET_BOUNDS[args.rule])
@@ -126,7 +112,7 @@ def main(argv=None):
     front = ([f"PostHoc[posthoc_beta={b.strip()}]" for b in args.front_betas.split(",") if b.strip()]
              if args.rule == "posthoc-front" else [])
     required = names + front + ([reference_name] if args.rule != "backbone" else [])
-    paths = _paths(args, args.dataset, [reference_name] + front + names, seeds, required)
+    paths = selection.finished_paths(args, args.dataset, [reference_name] + front + names, seeds, required)
     rows = [selection.mean_row(n, paths[n]) for n in names]
     finished_reference = None not in paths[reference_name]
     reference = [selection.mean_row(reference_label, paths[reference_name])] if finished_reference else []

@@ -2,9 +2,11 @@
 validation figures of finished runs (test figures are printed for the record only)."""
 
 import json
+import sys
 
 from benchmarks.lib import runs
 from benchmarks.lib.methods import parse_method
+from benchmarks.lib.protocol import work_folder
 from benchmarks.lib.stats import curve_cv
 
 #: METHOD.md 4a: the issue's accuracy floor and fairness target, read on validation.
@@ -59,6 +61,20 @@ def finished_run(name, dataset, data_path, seed, workdir, archive_root, profile=
     except RuntimeError:
         return None
     return path
+
+
+def finished_paths(args, dataset, names, seeds, required):
+    """``{name: [result path or None per seed]}`` of the ``args.profile`` runs of ``names`` on
+    ``dataset`` (``args``: a selection script's ``workdir``, ``archive``, ``data_path``, ``seeds``);
+    exits naming the unfinished runs of ``required`` and the command that makes them."""
+    workdir = work_folder(args.workdir, dataset, args.profile)
+    paths = {n: [finished_run(n, dataset, args.data_path, seed, workdir, args.archive or None, args.profile)
+                 for seed in seeds] for n in names}
+    missing = [f"{n} (seed {seed})" for n in required for seed, p in zip(seeds, paths[n]) if p is None]
+    if missing:
+        sys.exit(f"not finished (run them with benchmarks/fairness.py --profile={args.profile} --dataset={dataset} "
+                 f"--seeds={args.seeds}): " + ", ".join(missing))
+    return paths
 
 
 def row(name, path):
