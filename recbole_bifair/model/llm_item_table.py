@@ -44,6 +44,15 @@ def _principal_axes(X):
     return Xc, U * flip, s, Vt * flip.unsqueeze(1)
 
 
+def _table_and_rows(E0, key, mode, allowed):
+    """``(a float copy of E0 with row 0 zeroed, its real rows in float64 or None for mode none)``,
+    after checking ``mode`` among ``allowed`` for ``key``: the start of every table transform here."""
+    _choice(key, mode, allowed)
+    E0 = E0.detach().float().clone()
+    E0[0] = 0.0
+    return E0, (None if mode == "none" else E0[1:].double())
+
+
 def condition_llm_table(E0, mode):
     """``E0`` conditioned by ``llm_emb_transform``, statistics over the real rows (row 0 stays 0).
 
@@ -56,12 +65,9 @@ def condition_llm_table(E0, mode):
       With fewer items than dimensions (or a rank-deficient table) the directions the items do not
       span get zero columns: identity covariance on the span, zero elsewhere.
     """
-    _choice("llm_emb_transform", mode, TRANSFORMS)
-    E0 = E0.detach().float().clone()
-    E0[0] = 0.0
-    if mode == "none":
+    E0, X = _table_and_rows(E0, "llm_emb_transform", mode, TRANSFORMS)
+    if X is None:
         return E0
-    X = E0[1:].double()
     m, D = X.shape
     if mode == "center":
         out = X - X.mean(0, keepdim=True)
@@ -88,12 +94,9 @@ def erase_popularity(E0, train_counts, mode="popularity"):
     smallest change (in the mean squared sense) after which no linear function of a row correlates
     with ``z``: ``Cov(X', z) = 0``. One direction of the table is removed; everything orthogonal to it
     in the ``S^+`` metric is kept. A table without popularity information (``c = 0``) is unchanged."""
-    _choice("llm_emb_erase", mode, ERASURES)
-    E0 = E0.detach().float().clone()
-    E0[0] = 0.0
-    if mode == "none":
+    E0, X = _table_and_rows(E0, "llm_emb_erase", mode, ERASURES)
+    if X is None:
         return E0
-    X = E0[1:].double()
     z = torch.log1p(torch.as_tensor(train_counts, dtype=torch.float64)[1:])
     if z.shape[0] != X.shape[0]:
         raise ConfigError(f"llm_emb_erase: {X.shape[0]} item rows but {z.shape[0]} training counts")
