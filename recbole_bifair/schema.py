@@ -126,6 +126,8 @@ class Key:
         """What the key takes, e.g. 'an integer >= 1' or 'one of none, outer or ~'."""
         parts = []
         for kind in self.alternatives():
+            if kind == "bool" and self.choices:  # str|bool whose choices name the booleans too
+                continue
             inner = _LIST.match(kind)
             parts.append(f"a non-empty list of {self._scalar_expected(inner.group(1), plural=True)}"
                          if inner else self._scalar_expected(kind))
@@ -158,7 +160,7 @@ class Key:
     def _check_scalar(self, value, shown):
         if isinstance(value, float) and not math.isfinite(value):
             self._fail(f"{shown} is not a finite number")
-        if self.choices:
+        if self.choices and not isinstance(value, bool):  # choices name strings (``str|bool``: auto, True, False)
             given = value.lower() if self.ignore_case and isinstance(value, str) else value
             allowed = [c.lower() for c in self.choices] if self.ignore_case else self.choices
             if given not in allowed:
@@ -201,7 +203,8 @@ SECTIONS = PLUGIN_SECTIONS + (RECBOLE,)
 #: key's default when it was added). A run that did not record such a key is the run with this
 #: value, whatever the key's default later becomes (benchmarks/lib/cache.py).
 ADDED_KEYS = {"text_scale_init": 0.0, "id_count_half": 0.0, "valid_window": 1, "outer_objective": "ce",
-              "soft_hit_k": 10, "soft_hit_temperature": 1.0, "llm_emb_erase": "none"}
+              "soft_hit_k": 10, "soft_hit_temperature": 1.0, "llm_emb_erase": "none",
+              "eval_exclude_seen": False}
 #: keys that no longer exist, and what replaces them (a config that still sets one stops with this)
 REMOVED_KEYS = {
     "bifair": "the model and fair_method: write model: LLMSASRec (or fair_method: none) for the LLM-enhanced "
@@ -256,6 +259,13 @@ _ENTRIES = _keys(
        "Causal backbones (SASRec, GRU4Rec, their BiFair wrappers) skip the padding of short histories: training "
        "windows and full-ranking batches are sorted by length and run in chunks cut to their longest row (same "
        "outputs up to float rounding; model/padding.py, README); False: RecBole's padded batches."),
+    _k("eval_exclude_seen", "str|bool", "auto",
+       "Sequential full ranking leaves out the items a user has seen (training items and the input window): "
+       "auto does so when no user interacts with an item twice (then a seen item is never the next one), as "
+       "the published SASRec/BERT4Rec/SASRec+ protocol does; True: always; False: RecBole's sequential ranking, "
+       "every item ranked (runs before 2026-12-08). On ml-1m it moved one SASRec's validation NDCG@10 from "
+       "0.0597 to 0.0949 (data/seen.py, METHOD.md 3c). General models: RecBole excludes training items.",
+       ("auto", "true", "false"), ignore_case=True),
     _k("sasrec_norm", "str", "post",
        "SASRec backbones (SASRec, BiFairSASRec): post is RecBole's layout (LayerNorm on the input and after each "
        "residual sum); pre: x + dropout(sublayer(LayerNorm(x))) and one LayerNorm after the last block, on "

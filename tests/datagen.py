@@ -8,8 +8,9 @@ GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 WORDS = ["Star", "Night", "River", "Ghost", "Love", "Dark", "City", "Last", "Blue", "Iron"]
 
 
-def make_dataset(root, name="tiny", n_users=40, n_items=30, n_inter=500, seed=0, with_item=True):
+def make_dataset(root, name="tiny", n_users=40, n_items=30, n_inter=500, seed=0, with_item=True, distinct=False):
     """Write ``root/name/name.inter`` (and ``.item``) with a popularity skew; return ``root``.
+    ``distinct``: no user interacts with an item twice (as in ml-1m), else repeats happen.
 
     Items get ml-100k-like fields (movie_title, release_year, class) so that text, attribute
     groups and popularity groups all have something to work on. Item tokens are ``i<n>`` so that
@@ -22,6 +23,10 @@ def make_dataset(root, name="tiny", n_users=40, n_items=30, n_inter=500, seed=0,
     popularity /= popularity.sum()
     users = np.concatenate([np.arange(n_users), rng.integers(0, n_users, n_inter - n_users)])
     items = rng.choice(n_items, size=n_inter, p=popularity)
+    if distinct:
+        for u in range(n_users):
+            rows = np.flatnonzero(users == u)
+            items[rows] = rng.choice(n_items, size=len(rows), replace=False, p=popularity)
     times = rng.permutation(n_inter).astype(float) + 1e9
     with open(os.path.join(folder, f"{name}.inter"), "w") as f:
         f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")

@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem not in ("__init__", "_path"))
 
 
-def test_the_scripts_are_the_documented_fourteen():
+def test_the_scripts_are_the_documented_fifteen():
     assert SCRIPTS == ["anomaly_overhead", "cost", "distributed_speed", "e_refinement", "embedding_speed",
-                       "eval_checkpoint", "eval_speed", "fairness", "select_backbone", "select_recipe", "seq_accuracy",
-                       "stopping_replay", "tune_backbone", "tune_bifair"]
+                       "eval_checkpoint", "eval_speed", "fairness", "reference_sasrec", "select_backbone",
+                       "select_recipe", "seq_accuracy", "stopping_replay", "tune_backbone", "tune_bifair"]
 
 
 def test_only_the_bootstrap_edits_sys_path():

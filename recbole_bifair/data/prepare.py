@@ -14,6 +14,7 @@ from recbole.data import data_preparation
 from recbole.data.utils import get_dataloader
 from recbole.utils import ModelType
 
+from recbole_bifair.data.seen import exclude_seen
 from recbole_bifair.errors import ConfigError
 
 
@@ -40,13 +41,17 @@ def single_process_view(config):
 
 def prepare_data(config, dataset):
     """RecBole's ``data_preparation``; under several processes, evaluation loaders that every rank
-    reads in full and a sharded training loader, reshuffled from the run's seed."""
+    reads in full and a sharded training loader, reshuffled from the run's seed; a sequential
+    model's evaluation loaders exclude the items each user has seen (``eval_exclude_seen``,
+    data/seen.py)."""
     if config["single_spec"]:
-        return data_preparation(config, dataset)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        return (train_data, *exclude_seen(config, dataset, train_data, (valid_data, test_data)))
     if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
         raise ConfigError("several processes (nproc/world_size) are not supported for knowledge-aware models")
     with single_process_view(config):
         train_data, valid_data, test_data = data_preparation(config, dataset)
     train_data = get_dataloader(config, "train")(
         config, train_data._dataset, train_data._sampler, shuffle=config["shuffle"])
+    valid_data, test_data = exclude_seen(config, dataset, train_data, (valid_data, test_data))
     return seed_sampler(train_data, config["seed"]), valid_data, test_data
