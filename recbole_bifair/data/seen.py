@@ -36,6 +36,7 @@ from recbole.utils import ModelType
 
 from recbole_bifair.errors import ConfigError
 
+
 def has_repeats(dataset):
     """Whether some user interacts with the same item more than once in ``dataset``."""
     uid = dataset.inter_feat[dataset.uid_field].numpy().astype(np.int64)
